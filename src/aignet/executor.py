@@ -1,0 +1,90 @@
+"""Sparse execution of a gated residual block: the branch runs only on images whose gate is open.
+
+The original ConvNet-AIG code computes every branch and multiplies it by g ("masked"), so skipping
+saves nothing. Here a closed gate really costs only the gate:
+
+* no image open: the block output is the shortcut alone (for an identity shortcut, the input
+  itself: inside a post-activation ResNet every block input is a ReLU output, so relu(x) == x);
+* every image open: the dense block, scaled by g;
+* otherwise: gather the open rows, run the branch on them, and write the merged rows into the
+  shortcut output in place (no full-batch clone).
+
+channels_last tensors are gathered and scattered through their NHWC view: ``index_select`` on a
+channels_last NCHW tensor silently returns an NCHW-contiguous copy and ``index_add_``/
+``index_copy_`` on it are several times slower, whereas along dim 0 of the NHWC view both are
+plain row copies.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from aignet.blocks import ResidualBlock
+
+EXECUTIONS = ("sparse", "masked")
+
+
+def _is_channels_last(t: Tensor) -> bool:
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def select_rows(t: Tensor, index: Tensor) -> Tensor:
+    """``t[index]`` along the batch dimension, keeping a channels_last layout."""
+    if _is_channels_last(t):
+        return t.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)
+    return t.index_select(0, index)
+
+
+def write_rows(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
+    """``out[index] = rows``; in place unless autograd is recording (attacks need gradients)."""
+    if _is_channels_last(out):
+        nhwc = out.permute(0, 2, 3, 1)
+        src = rows.permute(0, 2, 3, 1)
+        if torch.is_grad_enabled():
+            return nhwc.index_copy(0, index, src).permute(0, 3, 1, 2)
+        nhwc.index_copy_(0, index, src)
+        return out
+    if torch.is_grad_enabled():
+        return out.index_copy(0, index, rows)
+    return out.index_copy_(0, index, rows)
+
+
+def skip_output(block: ResidualBlock, x: Tensor) -> Tensor:
+    """The block output for images whose branch is skipped: ``activate(shortcut(x))``."""
+    if block.downsample is None:
+        # Identity shortcut: the input is already a post-activation (non-negative) tensor or the
+        # block has no output activation, so activate(x) == x exactly.
+        return x
+    return block.activate(block.shortcut(x))
+
+
+def sparse_block_forward(block: ResidualBlock, x: Tensor, g: Tensor) -> Tensor:
+    """Evaluate ``merge(shortcut(x), g * F(x))`` computing F only where ``g != 0``.
+
+    Args:
+        block: the residual block (provides ``residual``, ``shortcut``, ``merge``, ``activate``).
+        x: block input (B, C, H, W).
+        g: per-image gate factors (B,); zero means skip.
+
+    Returns:
+        The block output, equal to the masked computation up to floating-point rounding.
+    """
+    open_rows = g != 0
+    num_open = int(open_rows.sum())  # the one host synchronisation of the block
+    if num_open == 0:
+        return skip_output(block, x)
+    if num_open == x.shape[0]:
+        scale = g.to(x.dtype).view(-1, 1, 1, 1)
+        return block.merge(block.shortcut(x), scale * block.residual(x))
+    index = open_rows.nonzero().squeeze(1)
+    branch = block.residual(select_rows(x, index))
+    branch = branch * g.index_select(0, index).to(branch.dtype).view(-1, 1, 1, 1)
+    shortcut = block.shortcut(x)
+    out = x if block.downsample is None else block.activate(shortcut)
+    rows = block.merge(select_rows(shortcut, index), branch)
+    return write_rows(out, index, rows)

@@ -1,0 +1,171 @@
+"""The ConvNet-AIG gate: decides per image whether a residual block runs.
+
+Scores convention: ``scores[:, 0]`` is *skip*, ``scores[:, 1]`` is *execute*
+(``EXECUTE``), as in the original implementation.
+
+Decision modes, switched at run time with :func:`set_gate_mode` (no rebuild):
+
+training (``module.training``)
+    ``hard`` (default): straight-through Gumbel. Forward is the one-hot Gumbel-max sample,
+    backward the gradient of ``softmax((scores + G) / tau)``.
+    ``soft``: the Gumbel-softmax relaxation forward and backward ("soft gates" ablation).
+inference (``module.eval()``)
+    ``deterministic`` (default): execute iff ``softmax(scores)[EXECUTE] > threshold``.
+    ``stochastic``: a Gumbel-max sample.
+    ``expected``: every block runs, scaled by the layer's tracked execution rate.
+    ``all``: every block runs, unscaled (the dense network).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aignet.gumbel import gumbel_max, gumbel_softmax
+
+SKIP, EXECUTE = 0, 1
+TRAIN_MODES = ("hard", "soft")
+INFERENCE_MODES = ("deterministic", "stochastic", "expected", "all")
+DEFAULT_HIDDEN = 16
+DEFAULT_INIT_RATE = 0.85
+# The last layer starts almost at zero so the bias alone sets the initial opening rate.
+_FC2_INIT_STD = 1e-3
+
+
+def threshold_logit(threshold: float) -> float:
+    """Score margin ``s_exec - s_skip`` equivalent to ``softmax(s)[EXECUTE] > threshold``.
+
+    Comparing the margin with ``logit(T)`` avoids the softmax and is exact in real arithmetic;
+    T = 0 maps to -inf (always execute) and T = 1 to +inf (never execute).
+    """
+    if threshold <= 0.0:
+        return -math.inf
+    if threshold >= 1.0:
+        return math.inf
+    return math.log(threshold) - math.log1p(-threshold)
+
+
+class Gate(nn.Module):
+    """Pool -> Linear(C, d) -> BatchNorm1d -> ReLU -> Linear(d, 2); returns per-image gate values.
+
+    Args:
+        in_channels: channels C of the block input the gate reads.
+        hidden: hidden width d.
+        init_rate: probability of executing at initialisation (sets the last bias).
+        momentum: EMA momentum of ``running_rate``, the tracked batch execution rate.
+
+    ``forward(x)`` returns a float32 tensor of shape (B,): the factor that multiplies the
+    residual branch (0/1 for hard decisions, a probability for soft/expected modes).
+    """
+
+    def __init__(self, in_channels: int, hidden: int = DEFAULT_HIDDEN,
+                 init_rate: float = DEFAULT_INIT_RATE, momentum: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 < init_rate < 1.0:
+            raise ValueError(f"gate init_rate must be in (0, 1), got {init_rate}")
+        # fc1 has no bias: the BatchNorm that follows would cancel it.
+        self.fc1 = nn.Linear(in_channels, hidden, bias=False)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, 2)
+        self.register_buffer("running_rate", torch.tensor(float(init_rate)))
+        self.momentum = momentum
+        self.train_mode = "hard"
+        self.inference = "deterministic"
+        self.threshold = 0.5
+        self.tau = 1.0
+        self.generator: torch.Generator | None = None
+        self.reset_parameters(init_rate)
+
+    def reset_parameters(self, init_rate: float = DEFAULT_INIT_RATE) -> None:
+        """Small last-layer weights and a bias that opens the gate with ``init_rate``."""
+        nn.init.normal_(self.fc2.weight, std=_FC2_INIT_STD)
+        with torch.no_grad():
+            self.fc2.bias.zero_()
+            self.fc2.bias[EXECUTE] = math.log(init_rate) - math.log1p(-init_rate)
+            self.running_rate.fill_(init_rate)
+
+    def scores(self, x: Tensor) -> Tensor:
+        """(skip, execute) relevance scores of shape (B, 2), computed in float32."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            pooled = x.mean(dim=(2, 3), dtype=torch.float32)
+            hidden = F.relu(self.bn(self.fc1(pooled)))
+            return self.fc2(hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            return self._train_gate(x)
+        return self._inference_gate(x)
+
+    def _train_gate(self, x: Tensor) -> Tensor:
+        sample = gumbel_softmax(self.scores(x), tau=self.tau, hard=self.train_mode == "hard",
+                                generator=self.generator)
+        g = sample[:, EXECUTE]
+        with torch.no_grad():
+            self.running_rate.lerp_(g.detach().mean(), self.momentum)
+        return g
+
+    def _inference_gate(self, x: Tensor) -> Tensor:
+        batch = x.shape[0]
+        if self.inference == "all":
+            return x.new_ones(batch, dtype=torch.float32)
+        if self.inference == "expected":
+            return self.running_rate.float().expand(batch)
+        scores = self.scores(x)
+        if self.inference == "stochastic":
+            return gumbel_max(scores, generator=self.generator)[:, EXECUTE]
+        margin = scores[:, EXECUTE] - scores[:, SKIP]
+        return (margin > threshold_logit(self.threshold)).float()
+
+    def extra_repr(self) -> str:
+        return (f"train_mode={self.train_mode}, inference={self.inference}, "
+                f"threshold={self.threshold}, tau={self.tau}")
+
+
+def set_gate_mode(model: nn.Module, *, train: str | None = None, inference: str | None = None,
+                  threshold: float | None = None, tau: float | None = None,
+                  generator: torch.Generator | None = None) -> nn.Module:
+    """Switch the decision mode of every :class:`Gate` in ``model`` in place.
+
+    Args:
+        model: any module containing gates.
+        train: ``"hard"`` or ``"soft"`` (used while ``model.training``).
+        inference: one of :data:`INFERENCE_MODES` (used in ``eval()``).
+        threshold: deterministic threshold T in [0, 1].
+        tau: Gumbel-softmax temperature (> 0).
+        generator: random generator for Gumbel noise (None: the global RNG).
+
+    Returns:
+        ``model``, for chaining.
+    """
+    _check_choice("train mode", train, TRAIN_MODES)
+    _check_choice("inference mode", inference, INFERENCE_MODES)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"gate threshold must be in [0, 1], got {threshold}")
+    if tau is not None and tau <= 0:
+        raise ValueError(f"gate temperature tau must be > 0, got {tau}")
+    for gate in iter_gates(model):
+        if train is not None:
+            gate.train_mode = train
+        if inference is not None:
+            gate.inference = inference
+        if threshold is not None:
+            gate.threshold = float(threshold)
+        if tau is not None:
+            gate.tau = float(tau)
+        if generator is not None:
+            gate.generator = generator
+    return model
+
+
+def iter_gates(model: nn.Module) -> Iterable[Gate]:
+    """All :class:`Gate` modules of ``model`` in registration order."""
+    return (m for m in model.modules() if isinstance(m, Gate))
+
+
+def _check_choice(what: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")

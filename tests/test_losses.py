@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from aignet.losses import AIGLoss, execution_rates, target_rate_loss
+
+
+def test_hand_computed_value():
+    rates = torch.tensor([0.9, 0.5, 1.0, 0.2])
+    targets = [0.7, 0.7, 1.0, 0.4]
+    # gated layers 0, 1, 3: (0.2^2 + 0.2^2 + 0.2^2) / 3 = 0.04; times lambda 2.
+    assert target_rate_loss(rates, targets).item() == pytest.approx(0.08)
+    assert target_rate_loss(rates, targets, weight=1.0).item() == pytest.approx(0.04)
+
+
+def test_layers_with_target_one_are_excluded():
+    targets = [1.0, 0.5]
+    low = target_rate_loss(torch.tensor([0.0, 0.5]), targets)
+    assert low.item() == 0.0  # layer 0 far from 1 but excluded
+    assert target_rate_loss(torch.tensor([0.3, 0.3]), [1.0, 1.0]).item() == 0.0
+
+
+def test_rates_are_batch_means_and_gradient_flows():
+    gates = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    rates = execution_rates(gates)
+    assert torch.allclose(rates, torch.tensor([0.75, 0.75]))
+    loss = target_rate_loss(rates, [0.5, 1.0])
+    assert loss.item() == pytest.approx(2 * 0.25 ** 2)
+    loss.backward()
+    # d/dg_b0 of 2 * (mean - 0.5)^2 = 2 * 2 * 0.25 / 4; layer 1 has no gradient.
+    assert torch.allclose(gates.grad[:, 0], torch.full((4,), 0.25))
+    assert torch.equal(gates.grad[:, 1], torch.zeros(4))
+
+
+def test_aig_loss_combines_terms():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1])
+    gates = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    terms = AIGLoss([0.7, 1.0])(logits, gates, labels)
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    assert terms.classification.item() == pytest.approx(ce.item())
+    assert terms.target_rate.item() == pytest.approx(2 * (0.5 - 0.7) ** 2)
+    assert terms.total.item() == pytest.approx(ce.item() + 2 * 0.04)
+
+
+def test_length_mismatch_is_refused():
+    with pytest.raises(ValueError, match="3 execution rates but 2 target rates"):
+        target_rate_loss(torch.zeros(3), [0.5, 0.5])
