@@ -60,6 +60,8 @@ class ResidualBlock(nn.Module):
     """
 
     expansion = 1
+    # (convolution, following BatchNorm) attribute pairs that fusion folds together.
+    conv_bn_pairs: tuple[tuple[str, str], ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,6 +109,7 @@ class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions (ResNet-18/34 and the CIFAR ResNets)."""
 
     expansion = 1
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None, gate: nn.Module | None = None) -> None:
@@ -130,6 +133,7 @@ class Bottleneck(ResidualBlock):
     """1x1 -> 3x3 (stride here, torchvision's "v1.5") -> 1x1 with 4x expansion."""
 
     expansion = 4
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None, gate: nn.Module | None = None) -> None:
@@ -161,6 +165,7 @@ class PreActBasicBlock(ResidualBlock):
     """
 
     expansion = 1
+    conv_bn_pairs = (("conv1", "bn2"),)  # bn1 precedes any convolution and cannot be folded
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None, gate: nn.Module | None = None) -> None:

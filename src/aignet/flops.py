@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from aignet.gates import Gate
+from aignet.gates import GateBase
 
 
 def count_macs(fn: Callable[..., object], *args: object) -> int:
@@ -129,12 +129,12 @@ def _profile(model: nn.Module, x: Tensor) -> MacProfile:
     names = {id(m): n for n, m in model.named_modules()}
     blocks = []
     for i, (block, rate) in enumerate(zip(model.blocks(), model.target_rates, strict=True)):
-        gated = isinstance(block.gate, Gate)
+        gated = isinstance(block.gate, GateBase)
         blocks.append(BlockMacs(
             index=i, name=names[id(block)], stage=stage_of[id(block)] + 1,
             input_shape=tuple(x.shape[1:]), residual=count_macs(block.residual, x),
             shortcut=count_macs(block.shortcut, x),
-            gate=count_macs(block.gate.scores, x) if gated else 0, gated=gated,
+            gate=count_macs(block.gate.margin, x) if gated else 0, gated=gated,
             target_rate=rate))
         x = block.dense_forward(x)
     head = count_macs(model.forward_head, x)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aignet.gumbel import gumbel_max, gumbel_softmax
+from aignet.gumbel import gumbel_noise, gumbel_softmax
 
 SKIP, EXECUTE = 0, 1
 TRAIN_MODES = ("hard", "soft")
@@ -49,28 +49,18 @@ def threshold_logit(threshold: float) -> float:
     return math.log(threshold) - math.log1p(-threshold)
 
 
-class Gate(nn.Module):
-    """Pool -> Linear(C, d) -> BatchNorm1d -> ReLU -> Linear(d, 2); returns per-image gate values.
+class GateBase(nn.Module):
+    """Mode handling shared by :class:`Gate` and its inference-only fused form.
 
-    Args:
-        in_channels: channels C of the block input the gate reads.
-        hidden: hidden width d.
-        init_rate: probability of executing at initialisation (sets the last bias).
-        momentum: EMA momentum of ``running_rate``, the tracked batch execution rate.
-
+    Subclasses provide ``scores(x)`` (B, 2) and ``margin(x)`` = execute minus skip score (B,).
     ``forward(x)`` returns a float32 tensor of shape (B,): the factor that multiplies the
     residual branch (0/1 for hard decisions, a probability for soft/expected modes).
     """
 
-    def __init__(self, in_channels: int, hidden: int = DEFAULT_HIDDEN,
-                 init_rate: float = DEFAULT_INIT_RATE, momentum: float = 0.1) -> None:
+    def __init__(self, init_rate: float, momentum: float) -> None:
         super().__init__()
         if not 0.0 < init_rate < 1.0:
             raise ValueError(f"gate init_rate must be in (0, 1), got {init_rate}")
-        # fc1 has no bias: the BatchNorm that follows would cancel it.
-        self.fc1 = nn.Linear(in_channels, hidden, bias=False)
-        self.bn = nn.BatchNorm1d(hidden)
-        self.fc2 = nn.Linear(hidden, 2)
         self.register_buffer("running_rate", torch.tensor(float(init_rate)))
         self.momentum = momentum
         self.train_mode = "hard"
@@ -78,22 +68,14 @@ class Gate(nn.Module):
         self.threshold = 0.5
         self.tau = 1.0
         self.generator: torch.Generator | None = None
-        self.reset_parameters(init_rate)
-
-    def reset_parameters(self, init_rate: float = DEFAULT_INIT_RATE) -> None:
-        """Small last-layer weights and a bias that opens the gate with ``init_rate``."""
-        nn.init.normal_(self.fc2.weight, std=_FC2_INIT_STD)
-        with torch.no_grad():
-            self.fc2.bias.zero_()
-            self.fc2.bias[EXECUTE] = math.log(init_rate) - math.log1p(-init_rate)
-            self.running_rate.fill_(init_rate)
 
     def scores(self, x: Tensor) -> Tensor:
-        """(skip, execute) relevance scores of shape (B, 2), computed in float32."""
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            pooled = x.mean(dim=(2, 3), dtype=torch.float32)
-            hidden = F.relu(self.bn(self.fc1(pooled)))
-            return self.fc2(hidden)
+        raise NotImplementedError
+
+    def margin(self, x: Tensor) -> Tensor:
+        """``scores[:, EXECUTE] - scores[:, SKIP]``, shape (B,)."""
+        s = self.scores(x)
+        return s[:, EXECUTE] - s[:, SKIP]
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
@@ -114,10 +96,11 @@ class Gate(nn.Module):
             return x.new_ones(batch, dtype=torch.float32)
         if self.inference == "expected":
             return self.running_rate.float().expand(batch)
-        scores = self.scores(x)
+        margin = self.margin(x)
         if self.inference == "stochastic":
-            return gumbel_max(scores, generator=self.generator)[:, EXECUTE]
-        margin = scores[:, EXECUTE] - scores[:, SKIP]
+            # Gumbel-max over (skip, execute): execute iff s_e + G_e > s_s + G_s.
+            noise = gumbel_noise(margin.new_empty(batch, 2), self.generator)
+            return (margin + noise[:, EXECUTE] - noise[:, SKIP] > 0).float()
         return (margin > threshold_logit(self.threshold)).float()
 
     def extra_repr(self) -> str:
@@ -125,10 +108,45 @@ class Gate(nn.Module):
                 f"threshold={self.threshold}, tau={self.tau}")
 
 
+class Gate(GateBase):
+    """Pool -> Linear(C, d) -> BatchNorm1d -> ReLU -> Linear(d, 2): the ConvNet-AIG gate.
+
+    Args:
+        in_channels: channels C of the block input the gate reads.
+        hidden: hidden width d.
+        init_rate: probability of executing at initialisation (sets the last bias).
+        momentum: EMA momentum of ``running_rate``, the tracked batch execution rate.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = DEFAULT_HIDDEN,
+                 init_rate: float = DEFAULT_INIT_RATE, momentum: float = 0.1) -> None:
+        super().__init__(init_rate, momentum)
+        # fc1 has no bias: the BatchNorm that follows would cancel it.
+        self.fc1 = nn.Linear(in_channels, hidden, bias=False)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, 2)
+        self.reset_parameters(init_rate)
+
+    def reset_parameters(self, init_rate: float = DEFAULT_INIT_RATE) -> None:
+        """Small last-layer weights and a bias that opens the gate with ``init_rate``."""
+        nn.init.normal_(self.fc2.weight, std=_FC2_INIT_STD)
+        with torch.no_grad():
+            self.fc2.bias.zero_()
+            self.fc2.bias[EXECUTE] = math.log(init_rate) - math.log1p(-init_rate)
+            self.running_rate.fill_(init_rate)
+
+    def scores(self, x: Tensor) -> Tensor:
+        """(skip, execute) relevance scores of shape (B, 2), computed in float32."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            pooled = x.mean(dim=(2, 3), dtype=torch.float32)
+            hidden = F.relu(self.bn(self.fc1(pooled)))
+            return self.fc2(hidden)
+
+
 def set_gate_mode(model: nn.Module, *, train: str | None = None, inference: str | None = None,
                   threshold: float | None = None, tau: float | None = None,
                   generator: torch.Generator | None = None) -> nn.Module:
-    """Switch the decision mode of every :class:`Gate` in ``model`` in place.
+    """Switch the decision mode of every gate in ``model`` in place.
 
     Args:
         model: any module containing gates.
@@ -161,9 +179,9 @@ def set_gate_mode(model: nn.Module, *, train: str | None = None, inference: str 
     return model
 
 
-def iter_gates(model: nn.Module) -> Iterable[Gate]:
-    """All :class:`Gate` modules of ``model`` in registration order."""
-    return (m for m in model.modules() if isinstance(m, Gate))
+def iter_gates(model: nn.Module) -> Iterable[GateBase]:
+    """All gates (plain or fused) of ``model`` in registration order."""
+    return (m for m in model.modules() if isinstance(m, GateBase))
 
 
 def _check_choice(what: str, value: str | None, choices: tuple[str, ...]) -> None:

@@ -29,7 +29,7 @@ from aignet.blocks import (
     projection_shortcut,
     zero_init_last_bn,
 )
-from aignet.gates import DEFAULT_HIDDEN, DEFAULT_INIT_RATE, Gate
+from aignet.gates import DEFAULT_HIDDEN, DEFAULT_INIT_RATE, Gate, GateBase
 from aignet.stochastic_depth import SurvivalGate
 from aignet.target_rates import TargetSpec, resolve_target_rates
 
@@ -131,7 +131,7 @@ class ResNet(nn.Module):
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         for m in self.modules():
-            if isinstance(m, Gate):
+            if isinstance(m, GateBase):
                 continue  # gates initialise themselves (opening bias); see Gate.reset_parameters
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -155,7 +155,7 @@ class ResNet(nn.Module):
     @property
     def gated(self) -> tuple[bool, ...]:
         """Per block: does it carry a learned :class:`Gate`?"""
-        return tuple(isinstance(b.gate, Gate) for b in self.blocks())
+        return tuple(isinstance(b.gate, GateBase) for b in self.blocks())
 
     # -- forward ------------------------------------------------------------------------------
     def forward_stem(self, x: Tensor) -> Tensor:

@@ -1,0 +1,161 @@
+"""Sparse execution must give what masked execution (the original code) gives, and save MACs."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import aignet
+from aignet.executor import select_rows, write_rows
+from aignet.flops import profile_macs
+from helpers import warmed_model
+
+MODELS = [("aig_resnet20_cifar", 32, {}), ("aig_resnet20_cifar", 32, {"shortcut": "B"}),
+          ("aig_resnet18", 64, {}), ("aig_resnet50", 64, {"target_rates": "uniform:0.5"})]
+MODES = [("deterministic", 0.3), ("deterministic", 0.5), ("deterministic", 0.8),
+         ("stochastic", 0.5), ("expected", 0.5), ("all", 0.5)]
+
+
+def _run(model, x, execution, mode, threshold):
+    aignet.set_execution(model, execution)
+    aignet.set_gate_mode(model, inference=mode, threshold=threshold,
+                         generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        return model(x)
+
+
+def _assert_same(a, b):
+    scale = max(1.0, a.logits.abs().max().item())
+    assert (a.logits - b.logits).abs().max().item() <= 1e-4 * scale
+    assert torch.equal(a.gates, b.gates)
+
+
+@pytest.mark.parametrize("name,size,kwargs", MODELS)
+@pytest.mark.parametrize("batch", [1, 7, 32])
+def test_sparse_equals_masked_in_every_mode(name, size, kwargs, batch):
+    model = warmed_model(name, size, **kwargs)
+    x = torch.randn(batch, 3, size, size)
+    partial = 0
+    for mode, threshold in MODES:
+        masked = _run(model, x, "masked", mode, threshold)
+        sparse = _run(model, x, "sparse", mode, threshold)
+        _assert_same(masked, sparse)
+        partial += bool(((masked.gates == 0).any(0) & (masked.gates != 0).any(0)).any())
+    if batch > 1:
+        assert partial, "no block had both open and closed images: the test tests nothing"
+
+
+@pytest.mark.parametrize("open_bias", [-30.0, 30.0])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_all_closed_and_all_open(open_bias, batch):
+    model = warmed_model("aig_resnet20_cifar", 32, spread=1e-3, open_bias=open_bias,
+                         shortcut="B")
+    x = torch.randn(batch, 3, 32, 32)
+    masked = _run(model, x, "masked", "deterministic", 0.5)
+    sparse = _run(model, x, "sparse", "deterministic", 0.5)
+    _assert_same(masked, sparse)
+    assert (sparse.gates == (1.0 if open_bias > 0 else 0.0)).all()
+
+
+def test_sparse_leaves_the_input_tensor_alone():
+    model = warmed_model("aig_resnet20_cifar", 32)
+    x = torch.randn(8, 3, 32, 32)
+    before = x.clone()
+    with torch.no_grad():
+        model(x)
+    assert torch.equal(x, before)
+
+
+def test_sparse_with_gradients_matches_masked_input_gradient():
+    model = warmed_model("aig_resnet20_cifar", 32)
+    x = torch.randn(6, 3, 32, 32)
+    grads = []
+    for execution in ("masked", "sparse"):
+        aignet.set_execution(model, execution)
+        xi = x.clone().requires_grad_()
+        model(xi).logits.sum().backward()
+        grads.append(xi.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name,size,kwargs", MODELS[:3])
+def test_fused_equals_unfused(name, size, kwargs, channels_last):
+    model = warmed_model(name, size, **kwargs)
+    fused = aignet.fuse(model, channels_last=channels_last)
+    assert fused.is_fused and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(9, 3, size, size)
+    for mode, threshold in MODES:
+        ref = _run(model, x, "masked", mode, threshold)
+        xf = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        got = _run(fused, xf, "sparse", mode, threshold)
+        _assert_same(ref, got)
+
+
+def test_fused_model_refuses_training():
+    fused = aignet.fuse(aignet.create_model("aig_resnet20_cifar"))
+    with pytest.raises(RuntimeError, match="inference-only"):
+        fused.train()
+
+
+def test_rows_keep_channels_last_layout():
+    x = torch.randn(6, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    index = torch.tensor([1, 4])
+    rows = select_rows(x, index)
+    assert rows.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(rows, x[index])
+    out = write_rows(x.clone(), index, torch.zeros_like(rows))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert not out[index].any() and torch.equal(out[[0, 2, 3, 5]], x[[0, 2, 3, 5]])
+
+
+def _flops_per_batch(model, x):
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        out = model(x)
+    return out, counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "stochastic", "expected"])
+def test_flop_counter_agrees_with_recorded_per_image_macs(mode):
+    model = warmed_model("aig_resnet20_cifar", 32, shortcut="B")
+    aignet.set_gate_mode(model, inference=mode, generator=torch.Generator().manual_seed(1))
+    profile = profile_macs(model)
+    out, counted = _flops_per_batch(model, torch.randn(16, 3, 32, 32))
+    macs = profile.per_image(out.gates, gates_evaluated=mode != "expected")
+    assert counted == int(macs.sum().item())
+    if mode == "deterministic":
+        assert counted < 16 * profile.dense  # something was skipped
+
+
+def test_per_image_macs_at_the_extremes():
+    x = torch.randn(4, 3, 32, 32)
+    for bias, expected in ((30.0, "dense"), (-30.0, "fixed")):
+        model = warmed_model("aig_resnet20_cifar", 32, spread=1e-3, open_bias=bias)
+        profile = profile_macs(model)
+        record = aignet.Predictor(model)(x).record
+        target = profile.dense + profile.gate_total if expected == "dense" else profile.fixed
+        assert torch.equal(record.macs, torch.full((4,), float(target), dtype=torch.float64))
+
+
+def test_training_mode_computes_every_block():
+    model = aignet.create_model("aig_resnet20_cifar", shortcut="B").train()
+    profile = profile_macs(model)
+    x = torch.randn(8, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+    assert counter.get_total_flops() // 2 == 8 * (profile.dense + profile.gate_total)
+    out.logits.sum().backward()
+    assert all(g.fc1.weight.grad is not None for g in aignet.gates.iter_gates(model))
+
+
+def test_predictor_record_and_summary():
+    model = warmed_model("aig_resnet20_cifar", 32)
+    model.train()  # the predictor must not change the caller's model
+    predictor = aignet.Predictor(model, mode="deterministic", threshold=0.5)
+    logits, record = predictor(torch.randn(10, 3, 32, 32))
+    assert model.training and logits.shape == (10, 10)
+    summary = record.summary()
+    assert summary["images"] == 10 and len(summary["layer_rates"]) == 9
+    assert summary["executed_blocks_mean"] == pytest.approx(record.executed.sum().item() / 10)
+    assert summary["macs_mean"] == pytest.approx(record.macs.mean().item())
+    both = aignet.ExecutionRecord.cat([record, record])
+    assert len(both) == 20 and both.summary()["macs_mean"] == pytest.approx(summary["macs_mean"])
