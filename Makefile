@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 lint: install
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests benchmarks
 
 test: lint
 	$(PY) -m pytest -q

@@ -67,24 +67,36 @@ def sparse_block_forward(block: ResidualBlock, x: Tensor, g: Tensor) -> Tensor:
     """Evaluate ``merge(shortcut(x), g * F(x))`` computing F only where ``g != 0``.
 
     Args:
-        block: the residual block (provides ``residual``, ``shortcut``, ``merge``, ``activate``).
+        block: the residual block (provides ``residual``, ``shortcut``, ``merge``, ``activate``
+            and its ``gate``, whose ``binary`` flag says that no branch needs scaling).
         x: block input (B, C, H, W).
         g: per-image gate factors (B,); zero means skip.
 
     Returns:
         The block output, equal to the masked computation up to floating-point rounding.
     """
-    open_rows = g != 0
-    num_open = int(open_rows.sum())  # the one host synchronisation of the block
+    binary = block.gate.binary
+    if x.shape[0] == 1:  # a plain Python branch: a closed gate costs only the gate
+        factor = g.item()
+        if factor == 0.0:
+            return skip_output(block, x)
+        branch = block.residual(x)
+        return block.merge_into(branch if binary else branch.mul_(factor), block.shortcut(x))
+    num_open = int(torch.count_nonzero(g))  # the one host synchronisation of the block
     if num_open == 0:
         return skip_output(block, x)
     if num_open == x.shape[0]:
-        scale = g.to(x.dtype).view(-1, 1, 1, 1)
-        return block.merge(block.shortcut(x), scale * block.residual(x))
-    index = open_rows.nonzero().squeeze(1)
-    branch = block.residual(select_rows(x, index))
-    branch = branch * g.index_select(0, index).to(branch.dtype).view(-1, 1, 1, 1)
+        branch = block.residual(x)
+        if not binary:
+            branch = branch * g.to(branch.dtype).view(-1, 1, 1, 1)
+        return block.merge_into(branch, block.shortcut(x))
+    index = g.nonzero().squeeze(1)
+    rows = select_rows(x, index)
+    branch = block.residual(rows)
+    if not binary:
+        branch = branch * g.index_select(0, index).to(branch.dtype).view(-1, 1, 1, 1)
+    if block.downsample is None:
+        return write_rows(x, index, block.merge_into(rows, branch))
     shortcut = block.shortcut(x)
-    out = x if block.downsample is None else block.activate(shortcut)
-    rows = block.merge(select_rows(shortcut, index), branch)
-    return write_rows(out, index, rows)
+    rows = block.merge_into(select_rows(shortcut, index), branch)
+    return write_rows(block.activate(shortcut), index, rows)

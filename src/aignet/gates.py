@@ -18,6 +18,7 @@ inference (``module.eval()``)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 
@@ -49,6 +50,24 @@ def threshold_logit(threshold: float) -> float:
     return math.log(threshold) - math.log1p(-threshold)
 
 
+def pooled_sum(x: Tensor) -> Tensor:
+    """Spatial sum of a feature map (B, C, H, W) -> (B, C) in float32.
+
+    A sum rather than a mean saves the division kernel (callers fold 1/(H*W) into their first
+    layer), and ``dtype`` is passed only when needed: it forces a full copy of the input.
+    """
+    if x.dtype == torch.float32:
+        return x.sum(dim=(2, 3))
+    return x.sum(dim=(2, 3), dtype=torch.float32)
+
+
+def float32_region(x: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast disabled where it is enabled (entering the context costs ~3 us otherwise)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(device_type=x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class GateBase(nn.Module):
     """Mode handling shared by :class:`Gate` and its inference-only fused form.
 
@@ -71,6 +90,13 @@ class GateBase(nn.Module):
 
     def scores(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    @property
+    def binary(self) -> bool:
+        """True when the gate returns hard 0/1 decisions (so no branch needs scaling)."""
+        if self.training:
+            return self.train_mode == "hard"
+        return self.inference in ("deterministic", "stochastic")
 
     def margin(self, x: Tensor) -> Tensor:
         """``scores[:, EXECUTE] - scores[:, SKIP]``, shape (B,)."""
@@ -96,12 +122,16 @@ class GateBase(nn.Module):
             return x.new_ones(batch, dtype=torch.float32)
         if self.inference == "expected":
             return self.running_rate.float().expand(batch)
-        margin = self.margin(x)
         if self.inference == "stochastic":
             # Gumbel-max over (skip, execute): execute iff s_e + G_e > s_s + G_s.
+            margin = self.margin(x)
             noise = gumbel_noise(margin.new_empty(batch, 2), self.generator)
             return (margin + noise[:, EXECUTE] - noise[:, SKIP] > 0).float()
-        return (margin > threshold_logit(self.threshold)).float()
+        return self.decide(x, threshold_logit(self.threshold))
+
+    def decide(self, x: Tensor, margin_threshold: float) -> Tensor:
+        """Deterministic decisions as float 0/1: ``margin(x) > margin_threshold``."""
+        return (self.margin(x) > margin_threshold).float()
 
     def extra_repr(self) -> str:
         return (f"train_mode={self.train_mode}, inference={self.inference}, "
@@ -137,7 +167,7 @@ class Gate(GateBase):
 
     def scores(self, x: Tensor) -> Tensor:
         """(skip, execute) relevance scores of shape (B, 2), computed in float32."""
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with float32_region(x):
             pooled = x.mean(dim=(2, 3), dtype=torch.float32)
             hidden = F.relu(self.bn(self.fc1(pooled)))
             return self.fc2(hidden)

@@ -30,5 +30,10 @@ class SurvivalGate(nn.Module):
             return (torch.rand(batch, device=x.device) < self.survival).float()
         return torch.full((batch,), self.survival, device=x.device)
 
+    @property
+    def binary(self) -> bool:
+        """0/1 samples while training; a constant scale (not binary) in eval."""
+        return self.training
+
     def extra_repr(self) -> str:
         return f"survival={self.survival:.3f}"
