@@ -114,8 +114,62 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_models, _add_info,
-                                                                 _add_bench]
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model from a YAML recipe (torchrun for DDP)")
+    p.add_argument("config", help="YAML recipe, e.g. configs/cifar10_aig110.yaml")
+    p.add_argument("--out", required=True, help="run directory (last.pt, best.pt, log.jsonl)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.epochs=1 (repeatable)")
+    p.add_argument("--data-dir", default=None, help="shortcut for --set data.root=PATH")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from aignet.config import load_config
+    from aignet.train import train
+
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"data.root={args.data_dir}")
+    config = load_config(args.config, overrides)
+    train(config, args.out, resume=args.resume)
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from aignet.gates import INFERENCE_MODES
+
+    p = sub.add_parser("eval", help="accuracy, MACs and execution rates of a checkpoint")
+    p.add_argument("checkpoint", help="a training checkpoint (last.pt / best.pt)")
+    p.add_argument("--data-dir", default=None, help="data directory (default: the run's)")
+    p.add_argument("--mode", choices=INFERENCE_MODES, default="deterministic")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--execution", choices=("sparse", "masked"), default="sparse")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--no-fuse", action="store_true", help="run the unfused model")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (stochastic mode)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(handler=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from aignet.evaluation_run import evaluate_checkpoint, format_eval
+
+    result = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, mode=args.mode,
+                                 threshold=args.threshold, execution=args.execution,
+                                 batch_size=args.batch_size, limit=args.limit,
+                                 fused=not args.no_fuse, channels_last=args.channels_last,
+                                 device=args.device, seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else format_eval(result))
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_models, _add_info, _add_bench, _add_train, _add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, FloatingPointError) as err:
         print(f"aignet {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

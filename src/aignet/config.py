@@ -1,0 +1,221 @@
+"""Typed training configuration: defaults are the papers' CIFAR recipe; YAML files and
+``--set section.key=value`` overrides on top; validated before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aignet.data import DATASETS
+from aignet.gates import INFERENCE_MODES, TRAIN_MODES
+
+SCHEDULES = ("step", "cosine")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build."""
+
+    name: str = "aig_resnet110_cifar"
+    # A number, a per-block list or a preset "NAME:t"; None: the model's default.
+    target_rates: Any = 0.7
+    kwargs: dict = field(default_factory=dict)  # e.g. {shortcut: B, gate_hidden: 16}
+
+
+@dataclass
+class DataConfig:
+    """Which data and how to batch it."""
+
+    name: str = "cifar10"
+    root: str | None = None
+    batch_size: int = 256  # global, over all processes
+    val_batch_size: int = 500
+    augment: bool = True
+    workers: int = 4
+    strict: bool = False
+    limit_train: int | None = None
+    limit_val: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    """SGD with two parameter groups (gates, the rest) and a per-step schedule."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    gate_lr_factor: float = 1.0
+    schedule: str = "step"
+    milestones: list = field(default_factory=lambda: [150, 250])  # epochs
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0  # cosine floor
+
+
+@dataclass
+class LossConfig:
+    """Cross-entropy + target_weight * target-rate loss, and the gates' training mode."""
+
+    target_weight: float = 2.0  # lambda
+    gate_mode: str = "hard"
+    tau: float = 1.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Loop, precision, checkpointing and evaluation settings."""
+
+    epochs: int = 350
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    save_every_steps: int = 0  # also checkpoint mid-epoch every N steps (0: per epoch only)
+    eval_every: int = 1  # epochs
+    eval_mode: str = "deterministic"
+    eval_threshold: float = 0.5
+    threads: int | None = None
+
+
+@dataclass
+class Config:
+    """A whole training run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML/JSON/checkpoint friendly)."""
+        return asdict(self)
+
+
+def _merge(section: Any, values: dict, prefix: str) -> None:
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {prefix or 'root'} must be a mapping, got {values!r}")
+    names = [f.name for f in dataclasses.fields(section)]
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ValueError(f"unknown config key {prefix}{key}{hint}")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, f"{prefix}{key}.")
+        else:
+            setattr(section, key, value)
+
+
+def from_dict(values: dict | None) -> Config:
+    """A :class:`Config` from nested plain data (unknown keys are refused)."""
+    config = Config()
+    _merge(config, values or {}, "")
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``train.epochs=1`` -> (["train", "epochs"], 1); values are parsed as YAML scalars/lists."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"override {text!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        raise ValueError(f"cannot parse the value of override {text!r}") from None
+    return key.strip().split("."), value
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_recipe(path: str | Path, _seen: tuple = ()) -> dict:
+    """A YAML recipe as nested dicts; ``base: other.yaml`` (relative to the file) is merged under."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        raise ValueError(f"{path}: circular 'base:' chain")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of sections")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    return _deep_merge(read_recipe(path.parent / base, (*_seen, path.resolve())), values)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML recipe (optional), apply ``--set`` overrides, validate.
+
+    Args:
+        path: YAML file with any of the sections model/data/optim/loss/train (and ``base:``).
+        overrides: ``section.key=value`` strings applied in order.
+    """
+    values = read_recipe(path) if path is not None else {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = values
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {text!r}: {k} is not a section")
+        node[keys[-1]] = value
+    config = from_dict(values)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Refuse impossible settings with one clear message (model/data are checked when built)."""
+    o, t, d, loss = config.optim, config.train, config.data, config.loss
+    checks = [
+        (o.lr > 0, f"optim.lr must be > 0, got {o.lr}"),
+        (o.momentum >= 0, f"optim.momentum must be >= 0, got {o.momentum}"),
+        (o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}"),
+        (o.gate_lr_factor > 0, f"optim.gate_lr_factor must be > 0, got {o.gate_lr_factor}"),
+        (o.schedule in SCHEDULES, f"unknown schedule {o.schedule!r}; choose one of {SCHEDULES}"),
+        (o.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {o.warmup_epochs}"),
+        (0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}"),
+        (t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}"),
+        (t.amp in AMP_MODES, f"unknown train.amp {t.amp!r}; choose one of {AMP_MODES}"),
+        (t.eval_mode in INFERENCE_MODES,
+         f"unknown train.eval_mode {t.eval_mode!r}; choose one of {INFERENCE_MODES}"),
+        (0 <= t.eval_threshold <= 1, f"train.eval_threshold must be in [0, 1], got "
+                                     f"{t.eval_threshold}"),
+        (t.save_every_steps >= 0, "train.save_every_steps must be >= 0"),
+        (d.batch_size >= 1 and d.val_batch_size >= 1, "data batch sizes must be >= 1"),
+        (d.name in DATASETS, f"unknown data set {d.name!r}; choose one of {', '.join(DATASETS)}"),
+        (loss.gate_mode in TRAIN_MODES,
+         f"unknown loss.gate_mode {loss.gate_mode!r}; choose one of {TRAIN_MODES}"),
+        (loss.tau > 0, f"loss.tau must be > 0, got {loss.tau}"),
+        (loss.target_weight >= 0, f"loss.target_weight must be >= 0, got {loss.target_weight}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    if o.schedule == "step" and any(not isinstance(m, int | float) or m <= 0
+                                    for m in o.milestones):
+        raise ValueError(f"optim.milestones must be positive epochs, got {o.milestones}")

@@ -1,0 +1,62 @@
+"""``aignet eval CHECKPOINT``: rebuild the run's model and data, evaluate, report."""
+
+from __future__ import annotations
+
+import torch
+
+from aignet.config import from_dict
+from aignet.data import build_data
+from aignet.distributed import resolve_device
+from aignet.evaluate import evaluate
+from aignet.inference import Predictor
+from aignet.target_rates import check_rate
+from aignet.train import build_model, load_checkpoint
+
+
+def load_trained_model(path: str, device: torch.device | str = "cpu"):
+    """(model in eval mode, its Config, its data info dict) from a training checkpoint."""
+    ckpt = load_checkpoint(path)
+    config = from_dict(ckpt["config"])
+    info = ckpt["data_info"]
+    model = build_model(config, info["num_classes"], info["in_chans"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), config, info
+
+
+def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "deterministic",
+                        threshold: float = 0.5, execution: str = "sparse",
+                        batch_size: int | None = None, limit: int | None = None,
+                        fused: bool = True, channels_last: bool = True, device: str = "auto",
+                        seed: int = 0) -> dict:
+    """Evaluate a checkpoint on its data set's validation split; returns plain data."""
+    check_rate(threshold, "--threshold")
+    dev = resolve_device(device)
+    model, config, info = load_trained_model(path, dev)
+    data = build_data(config.data.name, data_dir or config.data.root,
+                      batch_size or config.data.val_batch_size, device=dev,
+                      channels_last=channels_last, limit_val=limit, limit_train=1,
+                      workers=config.data.workers)
+    generator = torch.Generator(device=dev).manual_seed(seed) if mode == "stochastic" else None
+    predictor = Predictor(model, mode=mode, threshold=threshold, execution=execution,
+                          fused=fused, channels_last=channels_last, generator=generator)
+    profile = predictor.profile(info["input_size"], info["input_size"])
+    summary, _ = evaluate(predictor.model, data.val.iter_from(0), profile,
+                          gates_evaluated=mode not in ("expected", "all"))
+    return {"checkpoint": str(path), "model": config.model.name, "data": config.data.name,
+            "mode": mode, "threshold": threshold, "execution": execution, "fused": fused,
+            "macs_dense": profile.dense, **summary, "classes": info["classes"]}
+
+
+def format_eval(r: dict) -> str:
+    """A readable report of :func:`evaluate_checkpoint`."""
+    lines = [
+        f"{r['model']} on {r['data']} ({r['images']} images), {r['mode']} "
+        f"T={r['threshold']}, {r['execution']} execution",
+        f"top-1 error {100 * r['top1_error']:.2f}%   top-5 error {100 * r['top5_error']:.2f}%",
+        f"MACs/image {r['macs_mean'] / 1e6:.2f}M +- {r['macs_std'] / 1e6:.2f}M "
+        f"({100 * r['mac_ratio']:.1f}% of dense {r['macs_dense'] / 1e6:.2f}M)",
+        f"executed blocks {r['executed_blocks_mean']:.2f} +- {r['executed_blocks_std']:.2f}   "
+        f"{r['images_per_s']:.0f} images/s",
+        "layer rates: " + " ".join(f"{v:.2f}" for v in r["layer_rates"]),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,325 @@
+"""The training loop: ``aignet train CONFIG --out DIR`` (also under torchrun for DDP).
+
+Read top to bottom: :func:`train` sets everything up and runs epochs; :func:`train_one_epoch`
+is the optimisation loop; checkpoints are written atomically to ``DIR/last.pt`` (and
+``DIR/best.pt``) and resume exactly, mid-epoch included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from aignet import distributed
+from aignet.checkpoint import load_safe, save_atomic
+from aignet.config import Config
+from aignet.data import Data, build_data
+from aignet.evaluate import evaluate, topk_correct
+from aignet.flops import profile_macs
+from aignet.gates import set_gate_mode
+from aignet.losses import AIGLoss
+from aignet.optim import build_optimizer, build_scheduler
+from aignet.progress import Progress
+from aignet.registry import create_model
+
+CHECKPOINT_FORMAT = "aignet-checkpoint-v1"
+
+
+@dataclass
+class TrainState:
+    """Where the run is: completed epochs, steps into the current epoch, best error so far."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_top1_error: float = math.inf
+
+
+@dataclass
+class Run:
+    """Everything one training run holds (a namespace, to keep signatures short)."""
+
+    config: Config
+    out: Path
+    info: distributed.DistInfo
+    data: Data
+    model: nn.Module  # unwrapped
+    ddp: nn.Module  # DDP wrapper, or the model itself
+    loss_fn: AIGLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    state: TrainState
+    log: list
+
+
+def build_model(config: Config, num_classes: int, in_chans: int) -> nn.Module:
+    """The configured model for the data's classes and channels."""
+    kwargs = dict(config.model.kwargs)
+    if config.model.name.startswith("aig_") and config.model.target_rates is not None:
+        kwargs["target_rates"] = config.model.target_rates
+    return create_model(config.model.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def autocast(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast as configured (fp16 only on GPUs)."""
+    if config.train.amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if config.train.amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def setup_run(config: Config, out: Path, resume: bool) -> Run:
+    """Data, model, optimiser, schedule and (when resuming) the restored state."""
+    info = distributed.setup(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed + info.rank)
+    if config.train.amp == "fp16" and info.device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs a GPU; use bf16 on CPU")
+    d = config.data
+    data = build_data(d.name, d.root, d.batch_size, val_batch_size=d.val_batch_size,
+                      augment=d.augment, seed=config.train.seed, rank=info.rank,
+                      world=info.world, device=info.device,
+                      channels_last=config.train.channels_last, workers=d.workers,
+                      strict=d.strict, limit_train=d.limit_train, limit_val=d.limit_val)
+    if len(data.train) == 0:
+        raise ValueError(f"{data.info.train_size} training images make no batch of "
+                         f"{d.batch_size}; lower data.batch_size")
+    model = build_model(config, data.info.num_classes, data.info.in_chans).to(info.device)
+    set_gate_mode(model, train=config.loss.gate_mode, tau=config.loss.tau,
+                  inference=config.train.eval_mode, threshold=config.train.eval_threshold)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if info.enabled and config.train.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ddp = model
+    if info.enabled:
+        ddp = DistributedDataParallel(model, device_ids=[info.device.index]
+                                      if info.device.type == "cuda" else None)
+    if config.train.compile:
+        ddp = torch.compile(ddp)
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.optim, len(data.train), config.train.epochs)
+    loss_fn = AIGLoss(model.target_rates, config.loss.target_weight,
+                      config.loss.label_smoothing).to(info.device)
+    scaler = torch.amp.GradScaler("cuda") if config.train.amp == "fp16" else None
+    run = Run(config, out, info, data, model, ddp, loss_fn, optimizer, scheduler, scaler,
+              TrainState(), [])
+    if resume:
+        restore(run, out / "last.pt")
+    return run
+
+
+def train(config: Config, out: str | Path, resume: bool = False) -> dict:
+    """Train as configured, writing ``last.pt``, ``best.pt``, ``log.jsonl``, ``config.yaml``.
+
+    Returns:
+        The last epoch's log entry.
+    """
+    out = Path(out)
+    run = setup_run(config, out, resume)
+    try:
+        if run.info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            _rewrite_log(run)
+        profile = profile_macs(run.model, run.data.info.input_size)
+        entry: dict = run.log[-1] if run.log else {}
+        for epoch in range(run.state.epoch, config.train.epochs):
+            run.data.train.set_epoch(epoch)
+            start = time.perf_counter()
+            stats = train_one_epoch(run, epoch)
+            entry = {"epoch": epoch + 1, "step": run.state.global_step, **stats,
+                     "epoch_time_s": round(time.perf_counter() - start, 2)}
+            last = epoch + 1 == config.train.epochs
+            if (epoch + 1) % config.train.eval_every == 0 or last:
+                entry.update(validate(run, profile))
+            if last:  # proof that every rank ended with the same weights
+                entry["rank_checksums"] = distributed.gather_objects(_checksum(run.model),
+                                                                     run.info)
+            finish_epoch(run, entry)
+        return entry
+    finally:
+        distributed.cleanup(run.info)
+
+
+def train_one_epoch(run: Run, epoch: int) -> dict:
+    """One pass over the training data, from ``run.state.step_in_epoch``."""
+    cfg, model = run.config, run.ddp
+    model.train()
+    loader = run.data.train
+    totals = torch.zeros(6, dtype=torch.float64)  # images, loss, ce, tr, top1, top5
+    rate_sum = torch.zeros(run.model.num_blocks, dtype=torch.float64)
+    steps = 0
+    progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.train.epochs}",
+                        enabled=run.info.is_main, start=run.state.step_in_epoch)
+    for step, (images, labels) in enumerate(loader.iter_from(run.state.step_in_epoch),
+                                            start=run.state.step_in_epoch):
+        with autocast(cfg, run.info.device):
+            out = model(images)
+        rates = distributed.global_execution_rates(out.gates, run.info)
+        terms = run.loss_fn(out.logits, out.gates, labels, rates=rates)
+        loss = terms.total.item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss} at epoch {epoch + 1} step "
+                                     f"{step + 1}; lower optim.lr or disable train.amp")
+        backward_step(run, terms.total)
+        hits = topk_correct(out.logits.detach(), labels)
+        n = len(labels)
+        totals += torch.tensor([n, loss * n, terms.classification.item() * n,
+                                terms.target_rate.item() * n, *hits], dtype=torch.float64)
+        rate_sum += rates.detach().double().cpu()  # global-batch rates, equal on every rank
+        steps += 1
+        run.state.step_in_epoch = step + 1
+        run.state.global_step += 1
+        progress.update(step + 1, loss=totals[1] / totals[0], acc=totals[4] / totals[0],
+                        exec=float(rates.detach().mean()))
+        if cfg.train.save_every_steps and run.state.global_step % cfg.train.save_every_steps == 0:
+            save_checkpoint(run, run.out / "last.pt")
+    return _train_stats(run, totals, rate_sum / max(steps, 1))
+
+
+def backward_step(run: Run, loss: Tensor) -> None:
+    """Backward, optimiser and schedule step (with fp16 grad scaling when enabled)."""
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    run.scheduler.step()
+
+
+def _train_stats(run: Run, totals: Tensor, rates: Tensor) -> dict:
+    totals = distributed.sum_across(totals.to(run.info.device), run.info).cpu()
+    n = totals[0].item()
+    return {
+        "train_loss": totals[1].item() / n, "train_ce": totals[2].item() / n,
+        "train_target_loss": totals[3].item() / n,
+        "train_top1_error": 1 - totals[4].item() / n, "train_top5_error": 1 - totals[5].item() / n,
+        "train_layer_rates": [round(r, 5) for r in rates.tolist()],
+        "lr": [g["lr"] for g in run.optimizer.param_groups],
+    }
+
+
+def validate(run: Run, profile) -> dict:
+    """Evaluate the model on the validation data in the configured inference mode."""
+    run.model.eval()
+    mode = run.config.train.eval_mode
+    summary, _ = evaluate(run.model, run.data.val.iter_from(0), profile,
+                          gates_evaluated=mode not in ("expected", "all"), info=run.info)
+    run.model.train()
+    return {"val_" + k: v for k, v in summary.items()}
+
+
+def finish_epoch(run: Run, entry: dict) -> None:
+    """Advance the state, log the epoch, write ``last.pt`` and (if better) ``best.pt``."""
+    run.state.epoch = entry["epoch"]
+    run.state.step_in_epoch = 0
+    error = entry.get("val_top1_error", math.inf)
+    is_best = error < run.state.best_top1_error
+    run.state.best_top1_error = min(error, run.state.best_top1_error)
+    run.log.append(entry)
+    save_checkpoint(run, run.out / "last.pt")
+    if run.info.is_main:
+        with open(run.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if is_best:
+            save_checkpoint(run, run.out / "best.pt")
+        print(_epoch_line(entry), flush=True)
+
+
+def _epoch_line(e: dict) -> str:
+    rates = e["train_layer_rates"]
+    text = (f"epoch {e['epoch']}: loss {e['train_loss']:.4f} train top-1 err "
+            f"{e['train_top1_error']:.4f} exec {sum(rates) / len(rates):.3f}")
+    if "val_top1_error" in e:
+        text += (f" | val top-1 err {e['val_top1_error']:.4f} MACs "
+                 f"{e['val_macs_mean'] / 1e6:.1f}M ({e['val_mac_ratio']:.3f} of dense) "
+                 f"blocks {e['val_executed_blocks_mean']:.1f}")
+    return text + f" | {e['epoch_time_s']:.0f}s"
+
+
+def save_checkpoint(run: Run, path: Path) -> None:
+    """Atomically write model, optimiser, schedule, state, RNG states, config and log."""
+    rng = distributed.gather_objects(_rng_state(), run.info)
+    if not run.info.is_main:
+        return
+    save_atomic({
+        "format": CHECKPOINT_FORMAT,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "state": asdict(run.state),
+        "rng": rng,
+        "config": run.config.to_dict(),
+        "data_info": asdict(run.data.info),
+        "log": run.log,
+    }, path)
+
+
+def restore(run: Run, path: Path) -> None:
+    """Load ``last.pt`` into the run (model, optimiser, schedule, state, RNG, log)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    ckpt = load_checkpoint(path)
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.state = TrainState(**ckpt["state"])
+    run.log = list(ckpt["log"])
+    rng = ckpt["rng"]
+    if len(rng) != run.info.world:
+        raise ValueError(f"{path} was written by {len(rng)} processes; resume with the same "
+                         f"number (got {run.info.world})")
+    _set_rng_state(rng[run.info.rank])
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint, loaded safely and checked for its format."""
+    ckpt = load_safe(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an aignet training checkpoint "
+                         f"(expected format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _rewrite_log(run: Run) -> None:
+    # On resume the log restarts from the checkpoint's copy: no duplicated or partial epochs.
+    with open(run.out / "log.jsonl", "w") as f:
+        for entry in run.log:
+            f.write(json.dumps(entry) + "\n")
+
+
+def _checksum(model: nn.Module) -> float:
+    """A float fingerprint of all parameters (equal on every rank when DDP is in sync)."""
+    with torch.no_grad():
+        return float(sum(p.double().sum() + p.double().abs().sum() for p in model.parameters()))
