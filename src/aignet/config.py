@@ -149,7 +149,7 @@ def _deep_merge(base: dict, top: dict) -> dict:
 
 
 def read_recipe(path: str | Path, _seen: tuple = ()) -> dict:
-    """A YAML recipe as nested dicts; ``base: other.yaml`` (relative to the file) is merged under."""
+    """A YAML recipe as nested dicts; a ``base: other.yaml`` (relative path) is merged under it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")

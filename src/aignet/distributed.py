@@ -72,11 +72,25 @@ def global_execution_rates(gates: Tensor, info: DistInfo) -> Tensor:
     local_sum = gates.float().sum(dim=0)
     if not info.enabled:
         return local_sum / gates.shape[0]
-    from torch.distributed.nn.functional import all_reduce
-
     count = torch.tensor([float(gates.shape[0])], device=gates.device)
     dist.all_reduce(count)
-    return all_reduce(local_sum) / count
+    return _AllReduceSum.apply(local_sum) / count
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose backward sums the incoming gradients over ranks too."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 def sum_across(values: Tensor, info: DistInfo) -> Tensor:

@@ -225,7 +225,11 @@ def validate(run: Run, profile) -> dict:
 
 
 def finish_epoch(run: Run, entry: dict) -> None:
-    """Advance the state, log the epoch, write ``last.pt`` and (if better) ``best.pt``."""
+    """Advance the state, write ``last.pt`` and (if better) ``best.pt``, log the epoch.
+
+    Every rank calls this: saving gathers all ranks' RNG states (a collective); only rank 0
+    writes files.
+    """
     run.state.epoch = entry["epoch"]
     run.state.step_in_epoch = 0
     error = entry.get("val_top1_error", math.inf)
@@ -233,11 +237,11 @@ def finish_epoch(run: Run, entry: dict) -> None:
     run.state.best_top1_error = min(error, run.state.best_top1_error)
     run.log.append(entry)
     save_checkpoint(run, run.out / "last.pt")
+    if is_best:
+        save_checkpoint(run, run.out / "best.pt")
     if run.info.is_main:
         with open(run.out / "log.jsonl", "a") as f:
             f.write(json.dumps(entry) + "\n")
-        if is_best:
-            save_checkpoint(run, run.out / "best.pt")
         print(_epoch_line(entry), flush=True)
 
 

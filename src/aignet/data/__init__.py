@@ -1,14 +1,12 @@
 """Data sets: ``build_data(name, root, ...)`` -> train/val loaders and facts about the data.
 
-=============== ======================================================= ==========================
-name            layout                                                  default root
-=============== ======================================================= ==========================
-cifar10         ``cifar-10-batches-bin/`` (binary) or ``-py/`` (python) (none: pass --data-dir)
-cifar100        ``cifar-100-python/``                                   (none)
-fashion-mnist   four gzip IDX files                                     /usr/share/datasets/fashion-mnist
-mnist           four gzip IDX files                                     (none)
-imagefolder     ``root/train/<class>/*``, ``root/val/<class>/*``        (none)
-=============== ======================================================= ==========================
+* ``cifar10``: ``cifar-10-batches-bin/`` (binary) or ``cifar-10-batches-py/`` (python layout).
+* ``cifar100``: ``cifar-100-python/``.
+* ``fashion-mnist``: four gzip IDX files; default ``/usr/share/datasets/fashion-mnist``.
+* ``mnist``: four gzip IDX files.
+* ``imagefolder``: ``root/train/<class>/*`` and ``root/val/<class>/*``.
+
+Only Fashion-MNIST has a default directory; the others need ``--data-dir`` (``data.root``).
 
 Small data sets are held in memory as uint8 tensors on the training device and augmented
 batch-wise (:mod:`aignet.data.tensor_loader`); decoded arrays are cached as ``.npz`` files under

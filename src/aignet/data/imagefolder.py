@@ -96,8 +96,8 @@ def collate_skipping(batch: list) -> tuple[Tensor, Tensor, int]:
     """Stack decodable items; also return how many were skipped."""
     good = [item for item in batch if item is not None]
     if not good:
-        return torch.empty(0, 3, CROP, CROP, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), \
-            len(batch)
+        empty = torch.empty(0, 3, CROP, CROP, dtype=torch.uint8)
+        return empty, torch.empty(0, dtype=torch.int64), len(batch)
     return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), \
         len(batch) - len(good)
 

@@ -1,0 +1,123 @@
+"""End-to-end training on a tiny synthetic data set (CPU)."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from aignet.cli import main
+from aignet.config import load_config
+from aignet.train import load_checkpoint, train
+from data_factory import write_idx_dataset
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIGNET_CACHE", "off")
+    return write_idx_dataset(tmp_path / "mnist", n_train=512, n_test=128)
+
+
+def _overrides(data_dir, **extra):
+    values = {"model.name": "aig_resnet20_cifar", "model.target_rates": 0.3,
+              "data.name": "mnist", "data.root": str(data_dir), "data.batch_size": 32,
+              "data.val_batch_size": 64, "optim.lr": 0.1, "optim.schedule": "cosine",
+              "optim.weight_decay": 1e-4, "train.epochs": 4, "train.threads": 2}
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def test_tiny_training_learns_and_moves_rates_to_target(data_dir, tmp_path):
+    config = load_config(None, _overrides(data_dir))
+    train(config, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2, 3, 4]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    first, last = (sum(e["train_layer_rates"]) / 9 for e in (log[0], log[-1]))
+    assert last < first - 0.1, (first, last)  # from ~0.85 toward the 0.3 target
+    assert log[-1]["val_top1_error"] < 0.3  # chance is 0.9
+    assert log[-1]["val_mac_ratio"] < 0.8
+    assert {"lr", "train_top5_error", "val_layer_rates", "val_macs_mean",
+            "val_images_per_s", "epoch_time_s"} <= set(log[-1])
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["state"]["epoch"] == 4 and ckpt["config"]["model"]["target_rates"] == 0.3
+    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+
+
+def _train_cmd(data_dir, out, *extra):
+    return [sys.executable, "-m", "aignet", "train", "-", "--out", str(out),
+            *sum((["--set", o] for o in _overrides(data_dir, **{"train.epochs": 5})), []),
+            *extra]
+
+
+def test_killed_run_resumes_to_identical_weights(data_dir, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train: {save_every_steps: 1}\n")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cmd = lambda out, *e: [a if a != "-" else str(recipe) for a in _train_cmd(data_dir, out, *e)]  # noqa: E731
+    subprocess.run(cmd(full), check=True, capture_output=True)
+    proc = subprocess.Popen(cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    step, deadline = 0, time.time() + 120
+    while step < 6 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        with contextlib.suppress(FileNotFoundError, ValueError):  # not written yet
+            step = load_checkpoint(killed / "last.pt")["state"]["global_step"]
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(killed / "last.pt")["state"]["global_step"]
+    assert 0 < killed_at < 80
+    subprocess.run(cmd(killed, "--resume"), check=True, capture_output=True)
+    a = load_checkpoint(full / "last.pt")
+    b = load_checkpoint(killed / "last.pt")
+    assert a["state"] == b["state"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    logged = [json.loads(x)["epoch"] for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5]
+
+
+def test_eval_command_json(data_dir, tmp_path, capsys):
+    config = load_config(None, _overrides(data_dir, **{"train.epochs": 1}))
+    train(config, tmp_path / "run")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run" / "last.pt"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"top1_error", "top5_error", "macs_mean", "macs_dense", "executed_blocks_mean",
+            "layer_rates", "images_per_s"} <= set(doc)
+    assert doc["images"] == 128 and len(doc["layer_rates"]) == 9
+    assert main(["eval", str(tmp_path / "run" / "last.pt"), "--mode", "all", "--json"]) == 0
+    dense = json.loads(capsys.readouterr().out)
+    assert dense["macs_mean"] == dense["macs_dense"] and dense["executed_blocks_mean"] == 9
+    assert main(["eval", str(tmp_path / "run" / "last.pt"), "--execution", "masked", "--json",
+                 "--no-fuse"]) == 0
+    masked = json.loads(capsys.readouterr().out)
+    assert masked["top1_error"] == doc["top1_error"] and masked["layer_rates"] == doc["layer_rates"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=-1", "optim.lr must be > 0"),
+    ("optim.schedule=exp", "unknown schedule"),
+    ("model.target_rates=1.5", r"target rate must be in \[0, 1\]"),
+    ("data.root=/nonexistent/mnist", "MNIST directory not found"),
+])
+def test_bad_runs_fail_before_training(data_dir, tmp_path, capsys, override, message):
+    argv = ["train", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out")]
+    (tmp_path / "none.yaml").write_text("{}\n")
+    for item in _overrides(data_dir) + [override]:
+        argv += ["--set", item]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and __import__("re").search(message, err), err
+    assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def test_eval_rejects_non_checkpoints(tmp_path, capsys):
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    assert main(["eval", str(tmp_path / "x.pt")]) == 2
+    assert "cannot load checkpoint" in capsys.readouterr().err
