@@ -121,3 +121,21 @@ def test_eval_rejects_non_checkpoints(tmp_path, capsys):
     (tmp_path / "x.pt").write_bytes(b"junk")
     assert main(["eval", str(tmp_path / "x.pt")]) == 2
     assert "cannot load checkpoint" in capsys.readouterr().err
+
+
+def test_init_from_a_dense_checkpoint(data_dir, tmp_path):
+    from aignet.registry import create_model
+    from aignet.train import init_weights
+
+    dense_cfg = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
+                                                         "model.target_rates": "null",
+                                                         "train.epochs": 1}))
+    train(dense_cfg, tmp_path / "dense")
+    dense = load_checkpoint(tmp_path / "dense" / "last.pt")["model"]
+    aig = create_model("aig_resnet20_cifar", in_chans=1)
+    gate_keys = init_weights(aig, str(tmp_path / "dense" / "last.pt"))
+    assert gate_keys and all(".gate." in k for k in gate_keys)
+    assert all(torch.equal(aig.state_dict()[k], v) for k, v in dense.items())
+    with pytest.raises(ValueError, match="lacks .* non-gate keys"):
+        init_weights(create_model("aig_resnet32_cifar", in_chans=1),
+                     str(tmp_path / "dense" / "last.pt"))

@@ -38,9 +38,15 @@ def _collect(predictor: Predictor, batches, limit: int | None = None):
     return torch.cat(logits)[:n], torch.cat(gates)[:n], torch.cat(labels)[:n]
 
 
-def measure_speedup(model, images: torch.Tensor, reps: int = 7) -> dict:
-    """Dense (every block) vs sparse (deterministic) time of one batch, fused, interleaved."""
-    dense = Predictor(model, mode="all", channels_last=True)
+def measure_speedup(model, images: torch.Tensor, reps: int = 7,
+                    dense_model=None) -> dict:
+    """Dense vs sparse (deterministic) time of one batch, both fused, interleaved, medians.
+
+    The dense reference is ``dense_model`` (e.g. the trained plain ResNet) when given, else the
+    same model with every block executed (``all`` mode).
+    """
+    dense = Predictor(dense_model, channels_last=True) if dense_model is not None else \
+        Predictor(model, mode="all", channels_last=True)
     sparse = Predictor(model, mode="deterministic", channels_last=True)
     times = {"dense": [], "sparse": []}
     for predictor in (dense, sparse):

@@ -202,8 +202,24 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="train AIG + dense baseline, evaluate, analyse, report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "cifar10"))
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from aignet.demo import run_demo
+
+    run_demo(args.out, args.data, args.data_dir, args.epochs)
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_models, _add_info, _add_bench, _add_train, _add_eval, _add_analyze]
+    _add_models, _add_info, _add_bench, _add_train, _add_eval, _add_analyze, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

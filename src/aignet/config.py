@@ -27,6 +27,9 @@ class ModelConfig:
     # A number, a per-block list or a preset "NAME:t"; None: the model's default.
     target_rates: Any = 0.7
     kwargs: dict = field(default_factory=dict)  # e.g. {shortcut: B, gate_hidden: 16}
+    # Start from these ResNet weights (an aignet checkpoint or a torchvision-style state_dict);
+    # gates keep their initialisation. Used on a fresh start only, not on --resume.
+    init_from: str | None = None
 
 
 @dataclass

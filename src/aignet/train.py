@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from aignet import distributed
-from aignet.checkpoint import load_safe, save_atomic
+from aignet.checkpoint import load_resnet_weights, load_safe, save_atomic
 from aignet.config import Config
 from aignet.data import Data, build_data
 from aignet.evaluate import evaluate, topk_correct
@@ -70,6 +70,20 @@ def build_model(config: Config, num_classes: int, in_chans: int) -> nn.Module:
     return create_model(config.model.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
+def init_weights(model: nn.Module, path: str) -> list[str]:
+    """Load ResNet weights from an aignet checkpoint or a plain state_dict into ``model``.
+
+    Returns:
+        The keys left at initialisation (the gates').
+    """
+    loaded = load_safe(path)
+    state = loaded["model"] if isinstance(loaded, dict) and "format" in loaded else loaded
+    if not isinstance(state, dict):
+        raise ValueError(f"model.init_from: {path} holds no state_dict")
+    # Keys the source has and we lack are refused; gate keys we have and it lacks stay as built.
+    return load_resnet_weights(model, {k: v for k, v in state.items() if ".gate." not in k})
+
+
 def autocast(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16/fp16 autocast as configured (fp16 only on GPUs)."""
     if config.train.amp == "none":
@@ -95,7 +109,10 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
     if len(data.train) == 0:
         raise ValueError(f"{data.info.train_size} training images make no batch of "
                          f"{d.batch_size}; lower data.batch_size")
-    model = build_model(config, data.info.num_classes, data.info.in_chans).to(info.device)
+    model = build_model(config, data.info.num_classes, data.info.in_chans)
+    if config.model.init_from and not resume:
+        init_weights(model, config.model.init_from)
+    model = model.to(info.device)
     set_gate_mode(model, train=config.loss.gate_mode, tau=config.loss.tau,
                   inference=config.train.eval_mode, threshold=config.train.eval_threshold)
     if config.train.channels_last:
