@@ -18,7 +18,6 @@ from aignet.groups import (
     CIFAR10,
     FASHION_MNIST,
     check_groups,
-    class_to_group,
     imagenet_groups,
     load_groups,
 )
