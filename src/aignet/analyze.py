@@ -96,9 +96,9 @@ def analyze(checkpoint: str | Path, out: str | Path, *, data_dir: str | None = N
                   groups=groups, command=command)
     figures = _figures(result, data, out, grid_images, class_group, group_names, classes)
     (out / "analysis.json").write_text(json.dumps(_jsonable(result), indent=1))
+    sections = _sections(result, figures) + _attack_sections(out)
     write_report(out / "report.html", f"ConvNet-AIG analysis: {config.model.name} on "
-                 f"{config.data.name}", command or f"aignet analyze {checkpoint}",
-                 _sections(result, figures))
+                 f"{config.data.name}", command or f"aignet analyze {checkpoint}", sections)
     return result
 
 
@@ -238,6 +238,17 @@ def _sections(r: dict, figs: dict) -> list[Section]:
     figures = [Figure(title, figs[key], caption) for key, title, caption in order if key in figs]
     sections.append(Section("Figures", "", figures))
     return sections
+
+
+def _attack_sections(out: Path) -> list[Section]:
+    """The robustness section, when ``aignet attack`` wrote its results into ``out``."""
+    path = out / "attack.json"
+    if not path.is_file():
+        return []
+    from aignet.robustness import attack_figures, attack_section
+
+    result = json.loads(path.read_text())
+    return [attack_section(result, attack_figures(result, out))]
 
 
 def _jsonable(value):

@@ -169,3 +169,47 @@ def specialisation_bars(scores: np.ndarray, path: Path) -> Path:
     ax.set_ylabel("variance across classes")
     ax.set_title("Layer specialisation")
     return _save(fig, path)
+
+
+def attack_curves(models: Sequence[dict], path: Path) -> Path:
+    """Top-1 accuracy against epsilon per model/mode: FGSM (left, +JPEG dashed), PGD (right)."""
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colors = plt.get_cmap("tab10")
+    for i, m in enumerate(models):
+        label, c, eps = f"{m['model']} ({m['mode']})", colors(i % 10), m["eps"]
+        left.plot(eps, m["fgsm"], color=c, marker="o", label=label)
+        left.plot(eps, m["fgsm_jpeg"], color=c, linestyle="--", label=f"{label} + JPEG")
+        if "fgsm_eot" in m:
+            left.plot(eps, m["fgsm_eot"], color=c, linestyle=":", marker="x",
+                      label=f"{label} EOT")
+        right.plot(eps, m["pgd"], color=c, marker="o", label=label)
+        right.plot(eps, m["pgd_jpeg"], color=c, linestyle="--", label=f"{label} + JPEG")
+        if "pgd_eot" in m:
+            right.plot(eps, m["pgd_eot"], color=c, linestyle=":", marker="x",
+                       label=f"{label} EOT")
+    for ax, name in ((left, "FGSM"), (right, "PGD")):
+        ax.set_xlabel("epsilon (pixel scale)")
+        ax.set_title(name)
+        ax.set_ylim(0, 1)
+    left.set_ylabel("top-1 accuracy")
+    left.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def rates_before_after(models: Sequence[dict], path: Path) -> Path:
+    """Per-layer execution rates of a class group on clean and FGSM images."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(models), 1, figsize=(8, 2.6 * len(models)), squeeze=False)
+    for ax, m in zip(axes[:, 0], models, strict=True):
+        r = m["rates"]
+        x = np.arange(len(r["before"]))
+        ax.bar(x - 0.2, r["before"], width=0.4, label="clean")
+        ax.bar(x + 0.2, r["after"], width=0.4, label=f"FGSM eps {r['eps']}")
+        ax.set_title(f"{m['model']} ({m['mode']}), group {r['group']}: mean |change| "
+                     f"{r['mean_abs_change']:.3f}", fontsize=9)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("execution rate")
+    axes[-1, 0].set_xlabel("residual layer")
+    axes[0, 0].legend(fontsize=8)
+    return _save(fig, path)
