@@ -17,6 +17,7 @@ from aignet.cli import main
 from aignet.config import load_config
 from aignet.data import load_arrays
 from aignet.evaluation_run import load_trained_model
+from aignet.flops import profile_macs
 from aignet.gates import set_gate_mode
 from aignet.robustness import AttackSettings, attack_checkpoints
 from aignet.train import train
@@ -130,6 +131,8 @@ def test_attack_pipeline_and_report(trained, tmp_path, capsys):
     assert stochastic["fgsm"][0] == pytest.approx(stochastic["fgsm_eot"][0])  # eps 0: no attack
     gates = stochastic["gate_attacks"]
     assert {"clean", "inflation", "flip", "macs_increase"} <= set(gates)
+    dense_28 = profile_macs(load_trained_model(str(root / "dense" / "last.pt"))[0], 28).dense
+    assert result["models"][0]["gate_attacks"]["clean"]["macs_mean"] <= dense_28 * 1.001
     assert len(stochastic["rates"]["before"]) == 9
     assert "claim" in result["verdict"]["text"]
     saved = json.loads((tmp_path / "attack.json").read_text())

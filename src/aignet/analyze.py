@@ -148,7 +148,7 @@ def _sweep(model, data, profile, sweep_images: int) -> list[dict]:
         logits, gates, _ = _collect(predictors[key], data.val.iter_from(0), sweep_images)
         return logits, gates
 
-    _, _, labels = _collect(Predictor(model, mode="all"), data.val.iter_from(0), sweep_images)
+    labels = torch.cat([y.cpu() for _, y in data.val.iter_from(0)])[:sweep_images]
     return analysis.threshold_sweep(run, labels, profile, SWEEP_THRESHOLDS)
 
 

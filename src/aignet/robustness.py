@@ -71,11 +71,11 @@ def _images(config, info: dict, data_dir: str | None, limit: int, batch: int):
 class Evaluator:
     """Runs one model in one inference mode on [0, 1] images (sparse execution)."""
 
-    def __init__(self, model, mean, std, mode: str, seed: int) -> None:
+    def __init__(self, model, mean, std, mode: str, seed: int, input_size: int) -> None:
         self.model = model
         self.forward = PixelModel(model, mean, std).eval()
         self.mode, self.seed = mode, seed
-        self.profile = profile_macs(model)
+        self.profile = profile_macs(model, input_size)
 
     def reseed(self) -> None:
         set_gate_mode(self.model, inference=self.mode,
@@ -219,7 +219,7 @@ def _attack_one(path: str, s: AttackSettings, data_dir: str | None) -> list[dict
     eps = s.gate_eps if s.gate_eps is not None else max(s.eps)
     rows = []
     for mode in (s.modes if gated else ("deterministic",)):
-        ev = Evaluator(model, mean, std, mode, s.seed)
+        ev = Evaluator(model, mean, std, mode, s.seed, info["input_size"])
         row = {"checkpoint": path, "model": config.model.name, "gated": gated,
                "mode": mode if gated else "dense", "eps": list(s.eps),
                **_curves(ev, batches, s, stochastic=gated and mode == "stochastic")}
