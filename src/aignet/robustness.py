@@ -294,5 +294,7 @@ def attack_section(result: dict, figs: dict) -> Section:
                                  "EOT variants.",
                 "attack_rates": "Per-layer execution rates of one class group before and "
                                 "after FGSM."}
-    return Section("Robustness", body, [Figure(k.replace("_", " "), v, captions[k])
+    titles = {"attack_curves": "Accuracy under attack",
+              "attack_rates": "Execution rates under attack"}
+    return Section("Robustness", body, [Figure(titles[k], v, captions[k])
                                         for k, v in figs.items()])
