@@ -63,6 +63,18 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op for a single process).
+
+    Called at the end of a successful run so that all ranks leave together: a gloo group
+    destroyed on one rank while rank 0 is still writing its checkpoint aborts the process
+    ("terminate called without an active exception"). Not called on errors, where a peer may be
+    stuck in another collective.
+    """
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+
+
 def global_execution_rates(gates: Tensor, info: DistInfo) -> Tensor:
     """Per-layer execution rate over the global batch, differentiable across ranks.
 

@@ -165,6 +165,7 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict:
                 entry["rank_checksums"] = distributed.gather_objects(_checksum(run.model),
                                                                      run.info)
             finish_epoch(run, entry)
+        distributed.barrier(run.info)
         return entry
     finally:
         distributed.cleanup(run.info)
