@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from aignet import distributed
-from aignet.checkpoint import load_resnet_weights, load_safe, save_atomic
+from aignet.checkpoint import GATE_KEY, load_resnet_weights, load_safe, save_atomic
 from aignet.config import Config
 from aignet.data import Data, build_data
 from aignet.evaluate import evaluate, topk_correct
@@ -81,7 +81,7 @@ def init_weights(model: nn.Module, path: str) -> list[str]:
     if not isinstance(state, dict):
         raise ValueError(f"model.init_from: {path} holds no state_dict")
     # Keys the source has and we lack are refused; gate keys we have and it lacks stay as built.
-    return load_resnet_weights(model, {k: v for k, v in state.items() if ".gate." not in k})
+    return load_resnet_weights(model, {k: v for k, v in state.items() if GATE_KEY not in k})
 
 
 def autocast(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
