@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from aignet.blocks import set_execution
+from aignet.checkpoint import GATE_KEY
 from aignet.flops import profile_macs
 from aignet.fuse import fuse
 from aignet.gates import EXECUTE, Gate, set_gate_mode
@@ -168,7 +169,7 @@ def benchmark(model_name: str = "aig_resnet110_cifar", rate: float = 0.6,
     _warm_bn(gated, calib[:128])
     calibrate_gates(gated, calib, rate, seed)
     dense = create_model(dense_counterpart(model_name)).to(dev)
-    dense.load_state_dict({k: v for k, v in gated.state_dict().items() if ".gate." not in k})
+    dense.load_state_dict({k: v for k, v in gated.state_dict().items() if GATE_KEY not in k})
     profile = profile_macs(gated)
     runners = {"dense": fuse(dense, channels_last), "masked": fuse(gated, channels_last),
                "sparse": fuse(gated, channels_last)}
