@@ -46,6 +46,12 @@ def resnet32_cifar(**kwargs) -> ResNet:
 
 
 @register_model
+def resnet44_cifar(**kwargs) -> ResNet:
+    """ResNet-44 for CIFAR."""
+    return _cifar("resnet44_cifar", 44, gated=False, **kwargs)
+
+
+@register_model
 def resnet56_cifar(**kwargs) -> ResNet:
     """ResNet-56 for CIFAR."""
     return _cifar("resnet56_cifar", 56, gated=False, **kwargs)
@@ -67,6 +73,12 @@ def aig_resnet20_cifar(**kwargs) -> ResNet:
 def aig_resnet32_cifar(**kwargs) -> ResNet:
     """ConvNet-AIG ResNet-32 for CIFAR."""
     return _cifar("aig_resnet32_cifar", 32, gated=True, **kwargs)
+
+
+@register_model
+def aig_resnet44_cifar(**kwargs) -> ResNet:
+    """ConvNet-AIG ResNet-44 for CIFAR."""
+    return _cifar("aig_resnet44_cifar", 44, gated=True, **kwargs)
 
 
 @register_model
