@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aignet.executor import EXECUTIONS, sparse_block_forward
+from aignet.gated_ops import gated_merge
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -85,6 +86,12 @@ class ResidualBlock(nn.Module):
         """Combine shortcut and (scaled) residual into the block output."""
         return self.activate(shortcut + residual)
 
+    def gated_merge(self, shortcut: Tensor, residual: Tensor, g: Tensor) -> Tensor:
+        """:meth:`merge` of the residual scaled per image by ``g`` (B,)."""
+        if type(self).activate is ResidualBlock.activate:  # ReLU: the fused autograd form
+            return gated_merge(shortcut, residual, g)
+        return self.merge(shortcut, g.to(residual.dtype).view(-1, 1, 1, 1) * residual)
+
     def merge_into(self, shortcut: Tensor, residual: Tensor) -> Tensor:
         """:meth:`merge` writing into ``shortcut`` (a scratch tensor) when autograd allows.
 
@@ -109,8 +116,7 @@ class ResidualBlock(nn.Module):
             return self.dense_forward(x), None
         g = self.gate(x)
         if self.training or self.execution == "masked":
-            scale = g.to(x.dtype).view(-1, 1, 1, 1)
-            return self.merge(self.shortcut(x), scale * self.residual(x)), g
+            return self.gated_merge(self.shortcut(x), self.residual(x), g), g
         return sparse_block_forward(self, x, g), g
 
     def set_execution(self, execution: str) -> None:

@@ -71,6 +71,14 @@ class LossConfig:
     gate_mode: str = "hard"
     tau: float = 1.0
     label_smoothing: float = 0.0
+    # Knowledge distillation from a trained teacher (an aignet checkpoint, e.g. the dense
+    # ResNet the AIG model starts from): (1 - w) * CE + w * T^2 * KL at temperature T.
+    distill_from: str | None = None
+    distill_weight: float = 0.7
+    distill_temperature: float = 2.0
+    # Target-rate warm-up: over this many epochs the targets move linearly from the gates'
+    # initial opening rate to their final values (0: the final targets from the start).
+    target_warmup_epochs: float = 0.0
 
 
 @dataclass
@@ -215,6 +223,12 @@ def validate(config: Config) -> None:
          f"unknown loss.gate_mode {loss.gate_mode!r}; choose one of {TRAIN_MODES}"),
         (loss.tau > 0, f"loss.tau must be > 0, got {loss.tau}"),
         (loss.target_weight >= 0, f"loss.target_weight must be >= 0, got {loss.target_weight}"),
+        (0 <= loss.distill_weight <= 1,
+         f"loss.distill_weight must be in [0, 1], got {loss.distill_weight}"),
+        (loss.distill_temperature > 0,
+         f"loss.distill_temperature must be > 0, got {loss.distill_temperature}"),
+        (loss.target_warmup_epochs >= 0,
+         f"loss.target_warmup_epochs must be >= 0, got {loss.target_warmup_epochs}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aignet.gated_ops import spatial_mean
 from aignet.gumbel import gumbel_noise, gumbel_softmax
 
 SKIP, EXECUTE = 0, 1
@@ -168,7 +169,7 @@ class Gate(GateBase):
     def scores(self, x: Tensor) -> Tensor:
         """(skip, execute) relevance scores of shape (B, 2), computed in float32."""
         with float32_region(x):
-            pooled = x.mean(dim=(2, 3), dtype=torch.float32)
+            pooled = spatial_mean(x)
             hidden = F.relu(self.bn(self.fc1(pooled)))
             return self.fc2(hidden)
 

@@ -21,12 +21,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from aignet import distributed
 from aignet.checkpoint import GATE_KEY, load_resnet_weights, load_safe, save_atomic
-from aignet.config import Config
+from aignet.config import Config, from_dict
 from aignet.data import Data, build_data
 from aignet.evaluate import evaluate, topk_correct
 from aignet.flops import profile_macs
-from aignet.gates import set_gate_mode
-from aignet.losses import AIGLoss
+from aignet.gates import DEFAULT_INIT_RATE, set_gate_mode
+from aignet.losses import AIGLoss, annealed_targets
 from aignet.optim import build_optimizer, build_scheduler
 from aignet.progress import Progress
 from aignet.registry import create_model
@@ -60,6 +60,7 @@ class Run:
     scaler: torch.amp.GradScaler | None
     state: TrainState
     log: list
+    teacher: nn.Module | None = None
 
 
 def build_model(config: Config, num_classes: int, in_chans: int) -> nn.Module:
@@ -82,6 +83,25 @@ def init_weights(model: nn.Module, path: str) -> list[str]:
         raise ValueError(f"model.init_from: {path} holds no state_dict")
     # Keys the source has and we lack are refused; gate keys we have and it lacks stay as built.
     return load_resnet_weights(model, {k: v for k, v in state.items() if GATE_KEY not in k})
+
+
+def load_teacher(path: str, device: torch.device, channels_last: bool) -> nn.Module:
+    """A trained aignet model, frozen in eval mode, whose logits the student learns to match."""
+    ckpt = load_checkpoint(path)
+    config, info = from_dict(ckpt["config"]), ckpt["data_info"]
+    teacher = build_model(config, info["num_classes"], info["in_chans"])
+    teacher.load_state_dict(ckpt["model"])
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    return teacher.to(memory_format=torch.channels_last) if channels_last else teacher
+
+
+def current_targets(run: Run, epoch: float) -> Tensor | None:
+    """The target rates at a (fractional) epoch of a target-rate warm-up; None: the final."""
+    warmup = run.config.loss.target_warmup_epochs
+    if not warmup or epoch >= warmup:
+        return None
+    start = run.config.model.kwargs.get("gate_init_rate", DEFAULT_INIT_RATE)
+    return annealed_targets(run.loss_fn.targets, start, epoch / warmup)
 
 
 def autocast(config: Config, device: torch.device) -> contextlib.AbstractContextManager:
@@ -128,10 +148,14 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.optim, len(data.train), config.train.epochs)
     loss_fn = AIGLoss(model.target_rates, config.loss.target_weight,
-                      config.loss.label_smoothing).to(info.device)
+                      config.loss.label_smoothing, config.loss.distill_weight,
+                      config.loss.distill_temperature).to(info.device)
     scaler = torch.amp.GradScaler("cuda") if config.train.amp == "fp16" else None
+    teacher = None
+    if config.loss.distill_from:
+        teacher = load_teacher(config.loss.distill_from, info.device, config.train.channels_last)
     run = Run(config, out, info, data, model, ddp, loss_fn, optimizer, scheduler, scaler,
-              TrainState(), [])
+              TrainState(), [], teacher)
     if resume:
         restore(run, out / "last.pt")
     return run
@@ -176,7 +200,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
     cfg, model = run.config, run.ddp
     model.train()
     loader = run.data.train
-    totals = torch.zeros(6, dtype=torch.float64)  # images, loss, ce, tr, top1, top5
+    totals = torch.zeros(7, dtype=torch.float64)  # images, loss, ce, tr, top1, top5, kd
     rate_sum = torch.zeros(run.model.num_blocks, dtype=torch.float64)
     steps = 0
     progress = Progress(len(loader), f"epoch {epoch + 1}/{cfg.train.epochs}",
@@ -185,8 +209,14 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
                                             start=run.state.step_in_epoch):
         with autocast(cfg, run.info.device):
             out = model(images)
+            teacher_logits = None
+            if run.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = run.teacher(images).logits
         rates = distributed.global_execution_rates(out.gates, run.info)
-        terms = run.loss_fn(out.logits, out.gates, labels, rates=rates)
+        targets = current_targets(run, epoch + step / len(loader))
+        terms = run.loss_fn(out.logits, out.gates, labels, rates=rates,
+                            teacher_logits=teacher_logits, targets=targets)
         loss = terms.total.item()
         if not math.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss} at epoch {epoch + 1} step "
@@ -194,8 +224,10 @@ def train_one_epoch(run: Run, epoch: int) -> dict:
         backward_step(run, terms.total)
         hits = topk_correct(out.logits.detach(), labels)
         n = len(labels)
+        kd = 0.0 if terms.distillation is None else terms.distillation.item()
         totals += torch.tensor([n, loss * n, terms.classification.item() * n,
-                                terms.target_rate.item() * n, *hits], dtype=torch.float64)
+                                terms.target_rate.item() * n, *hits, kd * n],
+                               dtype=torch.float64)
         rate_sum += rates.detach().double().cpu()  # global-batch rates, equal on every rank
         steps += 1
         run.state.step_in_epoch = step + 1
@@ -227,6 +259,7 @@ def _train_stats(run: Run, totals: Tensor, rates: Tensor) -> dict:
         "train_loss": totals[1].item() / n, "train_ce": totals[2].item() / n,
         "train_target_loss": totals[3].item() / n,
         "train_top1_error": 1 - totals[4].item() / n, "train_top5_error": 1 - totals[5].item() / n,
+        **({"train_distill": totals[6].item() / n} if run.teacher is not None else {}),
         "train_layer_rates": [round(r, 5) for r in rates.tolist()],
         "lr": [g["lr"] for g in run.optimizer.param_groups],
     }
