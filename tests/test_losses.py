@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from aignet.losses import AIGLoss, execution_rates, target_rate_loss
+from aignet.losses import (
+    AIGLoss,
+    annealed_targets,
+    distillation_loss,
+    execution_rates,
+    target_rate_loss,
+)
 
 
 def test_hand_computed_value():
@@ -45,3 +51,27 @@ def test_aig_loss_combines_terms():
 def test_length_mismatch_is_refused():
     with pytest.raises(ValueError, match="3 execution rates but 2 target rates"):
         target_rate_loss(torch.zeros(3), [0.5, 0.5])
+
+
+def test_distillation_loss_is_zero_for_equal_logits_and_positive_otherwise():
+    logits = torch.randn(8, 10)
+    assert distillation_loss(logits, logits, 2.0).abs() < 1e-6
+    assert distillation_loss(logits, torch.randn(8, 10), 2.0) > 0.01
+
+
+def test_aig_loss_mixes_cross_entropy_and_distillation():
+    logits, teacher = torch.randn(8, 10), torch.randn(8, 10)
+    labels, gates = torch.randint(0, 10, (8,)), torch.ones(8, 3)
+    loss = AIGLoss([1.0, 1.0, 1.0], distill_weight=0.7, temperature=2.0)
+    terms = loss(logits, gates, labels, teacher_logits=teacher)
+    kd = distillation_loss(logits, teacher, 2.0)
+    assert torch.allclose(terms.total, 0.3 * terms.classification + 0.7 * kd)
+    assert torch.allclose(terms.distillation, kd)
+    assert loss(logits, gates, labels).distillation is None  # no teacher, no term
+
+
+def test_annealed_targets_move_gated_layers_only():
+    targets = torch.tensor([1.0, 0.5, 0.3])
+    assert torch.allclose(annealed_targets(targets, 0.85, 0.0), torch.tensor([1.0, 0.85, 0.85]))
+    assert torch.allclose(annealed_targets(targets, 0.85, 0.5), torch.tensor([1.0, 0.675, 0.575]))
+    assert torch.allclose(annealed_targets(targets, 0.85, 3.0), targets)

@@ -139,3 +139,34 @@ def test_init_from_a_dense_checkpoint(data_dir, tmp_path):
     with pytest.raises(ValueError, match="lacks .* non-gate keys"):
         init_weights(create_model("aig_resnet32_cifar", in_chans=1),
                      str(tmp_path / "dense" / "last.pt"))
+
+
+def test_fine_tune_with_distillation_and_target_warmup(data_dir, tmp_path):
+    dense = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
+                                                     "model.target_rates": "null",
+                                                     "train.epochs": 1}))
+    train(dense, tmp_path / "dense")
+    teacher = str(tmp_path / "dense" / "last.pt")
+    config = load_config(None, _overrides(data_dir, **{
+        "train.epochs": 2, "model.init_from": teacher, "loss.distill_from": teacher,
+        "loss.target_warmup_epochs": 2}))
+    train(config, tmp_path / "aig")
+    log = [json.loads(line) for line in (tmp_path / "aig" / "log.jsonl").read_text().splitlines()]
+    assert all(e["train_distill"] > 0 for e in log)
+    # During the warm-up the targets sit between 0.85 and 0.3, so the loss is below the
+    # target-rate loss of the final targets at the same rates.
+    rates = torch.tensor(log[0]["train_layer_rates"])
+    assert log[0]["train_target_loss"] < 2 * ((rates - 0.3) ** 2).mean().item()
+    ckpt = load_checkpoint(tmp_path / "aig" / "last.pt")
+    from aignet.train import total_epochs
+    assert total_epochs(ckpt["config"]) == 3  # the dense epoch counts
+
+
+@pytest.mark.parametrize("override, message", [
+    ("loss.distill_weight=1.5", "loss.distill_weight must be in"),
+    ("loss.distill_temperature=0", "loss.distill_temperature must be > 0"),
+    ("loss.target_warmup_epochs=-1", "loss.target_warmup_epochs must be >= 0"),
+])
+def test_bad_distillation_settings_are_refused(data_dir, override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [*_overrides(data_dir), override])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -15,10 +16,18 @@ Handler = Callable[[argparse.Namespace], int]
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'aig_*'")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the shipped weights (MODEL/TAG) instead")
     p.set_defaults(handler=_cmd_models)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        from aignet.pretrained import list_pretrained
+
+        names = [n for n in list_pretrained() if fnmatch.fnmatch(n, args.pattern)]
+        print("\n".join(names) if names else "no shipped weights match")
+        return 0
     names = list_models(args.pattern)
     if not names:
         raise ValueError(f"no registered model matches {args.pattern!r}")
@@ -141,7 +150,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     from aignet.gates import INFERENCE_MODES
 
     p = sub.add_parser("eval", help="accuracy, MACs and execution rates of a checkpoint")
-    p.add_argument("checkpoint", help="a training checkpoint (last.pt / best.pt)")
+    p.add_argument("checkpoint", nargs="?",
+                   help="a training checkpoint (last.pt / best.pt), or shipped weights MODEL/TAG")
+    p.add_argument("--pretrained", metavar="MODEL/TAG",
+                   help="shipped weights, e.g. aig_resnet56_cifar/cifar10 (aignet models "
+                        "--pretrained lists them)")
     p.add_argument("--data-dir", default=None, help="data directory (default: the run's)")
     p.add_argument("--mode", choices=INFERENCE_MODES, default="deterministic")
     p.add_argument("--threshold", type=float, default=0.5)
@@ -159,8 +172,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from aignet.evaluation_run import evaluate_checkpoint, format_eval
 
-    result = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, mode=args.mode,
-                                 threshold=args.threshold, execution=args.execution,
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise ValueError("aignet eval: give a checkpoint path or --pretrained MODEL/TAG (one)")
+    if args.pretrained and "/" not in args.pretrained:
+        raise ValueError(f"--pretrained {args.pretrained}: expected MODEL/TAG, e.g. "
+                         "aig_resnet56_cifar/cifar10")
+    if args.pretrained:  # a one-line error naming what is shipped when it is not
+        from aignet.pretrained import pretrained_entry
+        pretrained_entry(*args.pretrained.split("/", 1))
+    result = evaluate_checkpoint(args.checkpoint or args.pretrained, data_dir=args.data_dir,
+                                 mode=args.mode, threshold=args.threshold, execution=args.execution,
                                  batch_size=args.batch_size, limit=args.limit,
                                  fused=not args.no_fuse, channels_last=args.channels_last,
                                  device=args.device, seed=args.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from aignet.config import from_dict
@@ -9,12 +11,20 @@ from aignet.data import build_data
 from aignet.distributed import resolve_device
 from aignet.evaluate import evaluate
 from aignet.inference import Predictor
+from aignet.pretrained import list_pretrained, pretrained_entry
+from aignet.registry import create_model
 from aignet.target_rates import check_rate
 from aignet.train import build_model, load_checkpoint
 
 
 def load_trained_model(path: str, device: torch.device | str = "cpu"):
-    """(model in eval mode, its Config, its data info dict) from a training checkpoint."""
+    """(model in eval mode, its Config, its data info dict) from a training checkpoint, or from
+    shipped weights named ``model/tag`` (``aignet.list_pretrained()``)."""
+    if not Path(path).exists() and path in list_pretrained():
+        name, tag = path.split("/")
+        entry = pretrained_entry(name, tag)
+        model = create_model(name, pretrained=tag)
+        return model.to(device).eval(), from_dict(entry["config"]), entry["data_info"]
     ckpt = load_checkpoint(path)
     config = from_dict(ckpt["config"])
     info = ckpt["data_info"]

@@ -25,11 +25,15 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Module:
     """Build a registered model.
 
     Args:
         name: registered name, e.g. ``"aig_resnet110_cifar"`` (see :func:`list_models`).
+        pretrained: the data set of shipped weights to load, e.g. ``"cifar10"``
+            (``aignet.list_pretrained()``); the architecture options they were trained with
+            are applied first. The model then carries ``pretrained_cfg`` (classes, input size,
+            measured error and MACs).
         **kwargs: builder options, e.g. ``num_classes``, ``in_chans``, ``target_rates``,
             ``shortcut``, ``gate_hidden``.
 
@@ -41,6 +45,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
         close = difflib.get_close_matches(name, _MODELS, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"unknown model {name!r}{hint}; `aignet models` lists them")
+    if pretrained is not None:
+        from aignet.pretrained import build_kwargs, load_pretrained, pretrained_entry
+
+        kwargs = {**build_kwargs(pretrained_entry(name, pretrained)), **kwargs}
+        return load_pretrained(create_model(name, **kwargs), name, pretrained)
     try:
         return _MODELS[name](**kwargs)
     except TypeError as err:

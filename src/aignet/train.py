@@ -354,6 +354,15 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def total_epochs(config: dict) -> int:
+    """Training epochs behind a run, those of the run it was initialised from included
+    (``model.init_from``, followed recursively): the honest training budget of a fine-tune."""
+    source = config["model"].get("init_from")
+    if not source:
+        return config["train"]["epochs"]
+    return config["train"]["epochs"] + total_epochs(load_checkpoint(source)["config"])
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():

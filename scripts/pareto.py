@@ -1,0 +1,116 @@
+"""The Pareto study: test error against MACs and against measured images/s, dense vs AIG.
+
+Evaluates every dense run once and every AIG run at each threshold (sparse, fused, this CPU),
+writes the points as JSON, draws both figures, and says for each AIG point how far it lies
+below the dense curve (piecewise linear through the dense points; positive = better than
+dense at the same cost).
+
+    python scripts/pareto.py --data-dir ../shared/data \
+        --dense runs/resnet20/last.pt runs/resnet32/last.pt ... \
+        --aig runs/aig32/last.pt runs/aig56/last.pt \
+        --out results/cifar10_pareto.json --figure docs/cifar10_pareto.png
+
+Measure on an otherwise idle machine: images/s is a wall-clock number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from aignet.evaluation_run import evaluate_checkpoint
+from aignet.train import load_checkpoint, total_epochs
+
+THRESHOLDS = "0.3,0.4,0.5,0.6,0.7,0.8"
+
+
+def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
+          weights: dict[str, str]) -> dict:
+    """One evaluated point of the study (all test images)."""
+    r = evaluate_checkpoint(path, data_dir=data_dir, threshold=threshold or 0.5)
+    return {"model": r["model"], "kind": kind, "threshold": threshold,
+            "top1_error": r["top1_error"], "macs_mean": r["macs_mean"],
+            "images_per_s": r["images_per_s"],
+            "train_epochs": total_epochs(load_checkpoint(path)["config"]),
+            "test_images": r["images"], "weights": weights.get(r["model"]),
+            "checkpoint": str(path)}
+
+
+def below_dense(points: list[dict], x_key: str) -> list[float | None]:
+    """Per point: dense error interpolated at its cost minus its error, in points (None: the
+    cost lies outside the dense range)."""
+    dense = sorted((p[x_key], p["top1_error"]) for p in points if p["kind"] == "dense")
+    xs, ys = np.array([d[0] for d in dense]), np.array([d[1] for d in dense])
+    margins = []
+    for p in points:
+        x = p[x_key]
+        if p["kind"] == "dense" or not xs.min() <= x <= xs.max():
+            margins.append(None)
+            continue
+        margins.append(round(100 * (float(np.interp(x, xs, ys)) - p["top1_error"]), 3))
+    return margins
+
+
+def figure(points: list[dict], path: Path) -> None:
+    """Two panels: error vs MACs, error vs images/s; dense as a curve, AIG as threshold sweeps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label, scale in ((axes[0], "macs_mean", "MACs per image (M)", 1e-6),
+                                  (axes[1], "images_per_s", "images/s (sparse, fused, CPU)", 1)):
+        dense = sorted((p for p in points if p["kind"] == "dense"), key=lambda p: p[key])
+        ax.plot([p[key] * scale for p in dense], [100 * p["top1_error"] for p in dense],
+                "k-o", label="ResNet (dense)")
+        for p in dense:
+            ax.annotate(p["model"].split("_")[0], (p[key] * scale, 100 * p["top1_error"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for name in sorted({p["model"] for p in points if p["kind"] == "aig"}):
+            sweep = sorted((p for p in points if p["model"] == name), key=lambda p: p[key])
+            ax.plot([p[key] * scale for p in sweep], [100 * p["top1_error"] for p in sweep],
+                    "o--", label=f"{name} (T sweep)")
+        ax.set_xlabel(label)
+        ax.set_ylabel("top-1 error (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("CIFAR-10 test error against compute (10,000 test images)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dense", nargs="+", required=True, help="dense run checkpoints")
+    parser.add_argument("--aig", nargs="+", required=True, help="AIG run checkpoints")
+    parser.add_argument("--thresholds", default=THRESHOLDS, help="AIG thresholds T")
+    parser.add_argument("--data-dir", help="folder holding the data set")
+    parser.add_argument("--weights", help="manifest of shipped weights (model -> file)")
+    parser.add_argument("--out", default="results/cifar10_pareto.json")
+    parser.add_argument("--figure", default="docs/cifar10_pareto.png")
+    args = parser.parse_args()
+    weights = {}
+    if args.weights:
+        manifest = json.loads(Path(args.weights).read_text())
+        weights = {m["model"]: m["file"] for m in manifest["models"]}
+    points = [point(p, "dense", None, args.data_dir, weights) for p in args.dense]
+    for path in args.aig:
+        for t in args.thresholds.split(","):
+            points.append(point(path, "aig", float(t), args.data_dir, weights))
+            print(json.dumps(points[-1]), flush=True)
+    for key, field in (("macs_mean", "below_dense_macs_points"),
+                       ("images_per_s", "below_dense_speed_points")):
+        for p, margin in zip(points, below_dense(points, key), strict=True):
+            p[field] = margin
+    Path(args.out).write_text(json.dumps(points, indent=1) + "\n")
+    figure(points, Path(args.figure))
+    print(json.dumps(points, indent=1))
+
+
+if __name__ == "__main__":
+    main()

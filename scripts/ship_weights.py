@@ -1,0 +1,62 @@
+"""Ship trained weights inside the package: half-precision safetensors plus a manifest entry.
+
+For each training checkpoint: write ``src/aignet/weights/TAG/MODEL.safetensors`` (float16),
+then evaluate the shipped file itself (fused, sparse, T = 0.5) on all test images and on the
+first 1,000 (what the tests check), and record sha256, config, commit and the numbers.
+
+    python scripts/ship_weights.py --tag cifar10 --data-dir ../shared/data \
+        runs/resnet20/last.pt runs/aig56/last.pt ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+
+from aignet.evaluation_run import evaluate_checkpoint
+from aignet.pretrained import export_weights
+from aignet.train import load_checkpoint, total_epochs
+
+TEST_SUBSET = 1000
+
+
+def commit() -> str:
+    """The current git commit (what trained the weights is in the config; this is the code)."""
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def ship(path: str, tag: str, data_dir: str | None) -> dict:
+    """Export one checkpoint, evaluate the exported weights, record the numbers."""
+    ckpt = load_checkpoint(path)
+    entry = {"model": ckpt["config"]["model"]["name"], "config": ckpt["config"],
+             "data_info": ckpt["data_info"], "train_epochs": total_epochs(ckpt["config"]),
+             "commit": commit(), "source_checkpoint": str(path), "threshold": 0.5,
+             "top1_error": None, "macs_mean": None}
+    entry = export_weights(ckpt["model"], entry, tag)
+    name = f"{entry['model']}/{tag}"
+    full = evaluate_checkpoint(name, data_dir=data_dir)
+    subset = evaluate_checkpoint(name, data_dir=data_dir, limit=TEST_SUBSET)
+    entry.update(top1_error=full["top1_error"], macs_mean=full["macs_mean"],
+                 test_images=full["images"], mac_ratio=full["mac_ratio"],
+                 top1_error_first1000=subset["top1_error"],
+                 macs_mean_first1000=subset["macs_mean"])
+    return export_weights(ckpt["model"], entry, tag)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", help="training checkpoints (last.pt)")
+    parser.add_argument("--tag", default="cifar10", help="the data set the weights learned")
+    parser.add_argument("--data-dir", help="folder holding the data set")
+    args = parser.parse_args()
+    for path in args.checkpoints:
+        entry = ship(path, args.tag, args.data_dir)
+        print(json.dumps({k: entry[k] for k in ("model", "file", "sha256", "top1_error",
+                                                 "macs_mean", "train_epochs")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
