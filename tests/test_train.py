@@ -170,3 +170,19 @@ def test_fine_tune_with_distillation_and_target_warmup(data_dir, tmp_path):
 def test_bad_distillation_settings_are_refused(data_dir, override, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, [*_overrides(data_dir), override])
+
+
+def test_recalibrate_rewrites_batchnorm_statistics_only(data_dir, tmp_path, capsys):
+    train(load_config(None, _overrides(data_dir, **{"train.epochs": 1})), tmp_path / "aig")
+    src, out = tmp_path / "aig" / "last.pt", tmp_path / "recal.pt"
+    assert main(["recalibrate", str(src), "--out", str(out), "--images", "500"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["images"] == 500
+    before, after = (load_checkpoint(p)["model"] for p in (src, out))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+                           for k in changed)
+    assert not any(".gate." in k for k in changed)  # the gates' own statistics are kept
+    assert main(["eval", str(out), "--json"]) == 0
+    snapshot = out.read_bytes()
+    assert main(["recalibrate", str(src), "--out", str(out)]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == snapshot

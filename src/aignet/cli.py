@@ -189,6 +189,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_recalibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recalibrate", help="re-estimate BatchNorm statistics under inference-time gating",
+        description="Re-estimate the BatchNorm statistics of a trained AIG model with its gates "
+                    "deterministic, on training images; writes a new checkpoint. Example: "
+                    "aignet recalibrate runs/aig56/last.pt --out runs/aig56/recal.pt",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help="a training checkpoint")
+    p.add_argument("--out", required=True, help="the new checkpoint (must not exist)")
+    p.add_argument("--data-dir", default=None, help="data directory (default: the run's)")
+    p.add_argument("--images", type=int, default=10000, help="training images to use (whole batches of 250)")
+    p.add_argument("--all-images", action="store_true",
+                   help="statistics of every branch over all images (masked), not only the "
+                        "images that run it")
+    p.add_argument("--threshold", type=float, default=0.5, help="gate threshold T")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=_cmd_recalibrate)
+
+
+def _cmd_recalibrate(args: argparse.Namespace) -> int:
+    from aignet.evaluation_run import recalibrate_checkpoint
+
+    result = recalibrate_checkpoint(args.checkpoint, args.out, data_dir=args.data_dir,
+                                    images=args.images, executed_only=not args.all_images,
+                                    threshold=args.threshold, device=args.device)
+    print(json.dumps(result))
+    return 0
+
+
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="figures, numbers and report.html of a checkpoint")
     p.add_argument("checkpoint")
@@ -289,8 +318,8 @@ def _cmd_attack(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_models, _add_info, _add_bench, _add_train, _add_eval, _add_analyze, _add_demo,
-    _add_attack]
+    _add_models, _add_info, _add_bench, _add_train, _add_eval, _add_recalibrate, _add_analyze,
+    _add_demo, _add_attack]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, FloatingPointError) as err:
+    except (ValueError, OSError, FloatingPointError) as err:  # OSError: missing, read-only...
         print(f"aignet {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import torch
 
+from aignet.checkpoint import save_atomic
 from aignet.config import from_dict
 from aignet.data import build_data
 from aignet.distributed import resolve_device
 from aignet.evaluate import evaluate
+from aignet.gates import set_gate_mode
 from aignet.inference import Predictor
 from aignet.pretrained import list_pretrained, pretrained_entry
+from aignet.recalibrate import recalibrate_bn
 from aignet.registry import create_model
 from aignet.target_rates import check_rate
 from aignet.train import build_model, load_checkpoint
@@ -70,3 +73,29 @@ def format_eval(r: dict) -> str:
         "layer rates: " + " ".join(f"{v:.2f}" for v in r["layer_rates"]),
     ]
     return "\n".join(lines)
+
+
+def recalibrate_checkpoint(path: str, out: str, *, data_dir: str | None = None,
+                           images: int = 10000, executed_only: bool = True,
+                           threshold: float = 0.5, batch_size: int = 250,
+                           device: str = "auto") -> dict:
+    """Re-estimate a checkpoint's BatchNorm statistics (see :mod:`aignet.recalibrate`) on
+    ``images`` un-augmented training images and write the result as a new checkpoint."""
+    if Path(out).exists():
+        raise FileExistsError(f"{out} exists; choose a new --out (nothing was overwritten)")
+    if images < 1:
+        raise ValueError(f"--images must be >= 1, got {images}")
+    check_rate(threshold, "--threshold")
+    dev = resolve_device(device)
+    model, config, _ = load_trained_model(path, dev)
+    set_gate_mode(model, inference="deterministic", threshold=threshold)
+    data = build_data(config.data.name, data_dir or config.data.root, batch_size, device=dev,
+                      augment=False, limit_train=images, limit_val=1,
+                      workers=config.data.workers)
+    seen = recalibrate_bn(model, data.train.iter_from(0), executed_only=executed_only)
+    ckpt = load_checkpoint(path)
+    ckpt["model"] = model.state_dict()
+    ckpt["recalibrated"] = {"images": seen, "executed_only": executed_only,
+                            "threshold": threshold, "source": str(path)}
+    save_atomic(ckpt, out)
+    return ckpt["recalibrated"] | {"out": str(out)}
