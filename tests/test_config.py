@@ -2,28 +2,58 @@ from pathlib import Path
 
 import pytest
 
-from aignet.config import OptimConfig, load_config
+from aignet.config import RECIPES_DIR, OptimConfig, load_config
 from aignet.optim import build_optimizer, lr_factor, parameter_groups
-from aignet.registry import create_model
+from aignet.registry import create_model, create_model_from_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted(RECIPES_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_recipe_loads_and_builds_its_model(path):
     config = load_config(path)
-    kwargs = dict(config.model.kwargs)
-    if config.model.name.startswith("aig_"):
-        kwargs["target_rates"] = config.model.target_rates
-    create_model(config.model.name, **kwargs)
+    model = create_model_from_config(config.to_dict()["model"], 10, 3)
+    assert any(model.gated) == config.model.name.startswith("aig_")
+
+
+def test_checkout_configs_folder_is_the_shipped_recipes():
+    checkout = Path(__file__).resolve().parents[1] / "configs"
+    assert sorted(p.name for p in checkout.glob("*.yaml")) == [p.name for p in CONFIGS]
+    # A bare name finds the shipped recipe from any directory.
+    assert load_config("cifar10_pareto.yaml").train.epochs == 15
+
+
+def test_builder_defaults_win_unless_the_recipe_sets_targets():
+    config = load_config(None, ["model.name=aig_resnet50"])
+    assert config.model.target_rates is None
+    model = create_model_from_config(config.to_dict()["model"], 1000, 3)
+    assert model.target_rates == create_model("aig_resnet50").target_rates  # aig50:0.6
+    assert model.target_rates[2] == 0.8 and model.target_rates[4] == 0.6
+    dense = create_model_from_config(load_config(None, ["model.name=resnet20_cifar"])
+                                     .to_dict()["model"], 10, 3)
+    assert not any(dense.gated)
+
+
+def test_target_rate_lists_from_set_and_info_share_one_parser(capsys):
+    from aignet.cli import main
+
+    rates = "1,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.4"
+    config = load_config(None, ["model.name=aig_resnet20_cifar", f"model.target_rates={rates}"])
+    model = create_model_from_config(config.to_dict()["model"], 10, 3)
+    assert model.target_rates == (1.0, *[0.5] * 7, 0.4)
+    assert main(["info", "aig_resnet20_cifar", "--target-rates", rates, "--json"]) == 0
+    import json
+    assert json.loads(capsys.readouterr().out)["target_rates"] == list(model.target_rates)
+    with pytest.raises(ValueError, match="cannot read target rates"):
+        create_model("aig_resnet20_cifar", target_rates="fast")
 
 
 def test_papers_recipes():
-    aig = load_config(CONFIGS[0].parent / "cifar10_aig110.yaml")
+    aig = load_config(RECIPES_DIR / "cifar10_aig110.yaml")
     assert (aig.train.epochs, aig.data.batch_size, aig.optim.lr) == (350, 256, 0.1)
     assert aig.optim.milestones == [150, 250] and aig.optim.weight_decay == 5e-4
     assert aig.model.target_rates == 0.7
-    a50 = load_config(CONFIGS[0].parent / "imagenet_aig50_t0.4.yaml")
+    a50 = load_config(RECIPES_DIR / "imagenet_aig50_t0.4.yaml")
     assert a50.optim.weight_decay == 1e-4 and a50.optim.milestones == [30, 60, 90]
     assert a50.model.target_rates == "aig50:0.4" and a50.train.epochs == 100
 

@@ -116,3 +116,9 @@ def test_gate_runs_in_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         scores = gate.scores(torch.randn(4, 8, 4, 4).bfloat16())
     assert scores.dtype == torch.float32
+
+
+def test_evaluates_gates_names_the_modes_that_pay_for_gates():
+    from aignet.gates import INFERENCE_MODES, evaluates_gates
+
+    assert [m for m in INFERENCE_MODES if evaluates_gates(m)] == ["deterministic", "stochastic"]

@@ -75,3 +75,12 @@ def test_annealed_targets_move_gated_layers_only():
     assert torch.allclose(annealed_targets(targets, 0.85, 0.0), torch.tensor([1.0, 0.85, 0.85]))
     assert torch.allclose(annealed_targets(targets, 0.85, 0.5), torch.tensor([1.0, 0.675, 0.575]))
     assert torch.allclose(annealed_targets(targets, 0.85, 3.0), targets)
+
+
+def test_topk_errors_of_hand_made_logits():
+    from aignet.evaluate import topk_errors
+
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.05], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([1, 2, 1])  # right; in neither top 2; second best
+    top1, top2 = topk_errors(logits, labels, (1, 2))
+    assert top1 == pytest.approx(2 / 3) and top2 == pytest.approx(1 / 3)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aignet.evaluate import topk_errors
 from aignet.flops import MacProfile
 from aignet.record import ExecutionRecord
 
@@ -94,7 +95,7 @@ def threshold_sweep(run: Callable[[str, float], tuple[Tensor, Tensor]], labels: 
         logits, gates = run(mode, t)
         record = ExecutionRecord.from_gates(gates, profile)
         points.append({"mode": mode, "threshold": t,
-                       "top1_error": float((logits.argmax(1) != labels).float().mean()),
+                       "top1_error": topk_errors(logits, labels, (1,))[0],
                        "macs_mean": float(record.macs.mean()),
                        "executed_blocks_mean": float(record.executed_blocks.float().mean())})
     return points

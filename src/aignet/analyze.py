@@ -16,6 +16,7 @@ import torch
 
 from aignet import analysis, plots
 from aignet.data import build_data
+from aignet.evaluate import topk_errors
 from aignet.evaluation_run import evaluate_checkpoint, load_trained_model
 from aignet.groups import class_to_group, default_groups, load_groups
 from aignet.inference import Predictor
@@ -117,9 +118,7 @@ def _numbers(model, logits, gates, labels, profile, classes, class_group, group_
         for g, name in enumerate(group_names)}
     numbers = {
         "images": len(labels), "num_blocks": model.num_blocks, "gated": list(model.gated),
-        "top1_error": float((logits.argmax(1) != labels).float().mean()),
-        "top5_error": 1.0 - float((logits.topk(min(5, logits.shape[1]), 1).indices
-                                   == labels[:, None]).any(1).float().mean()),
+        **dict(zip(("top1_error", "top5_error"), topk_errors(logits, labels), strict=True)),
         **record.summary(), "mac_saving": 1.0 - record.summary()["mac_ratio"],
         "class_rates": rates_c.round(5).tolist(), "group_rates": rates_g.round(5).tolist(),
         "max_category_rate_gap": gap, "max_gap_layer": gap_layer,
@@ -165,10 +164,9 @@ def _compare(checkpoint: Path, others: tuple[str, ...], data_dir, limit, result)
                "gated": any(result["gated"])}]
     for path in others:
         r = evaluate_checkpoint(path, data_dir=data_dir, limit=limit)
-        _, config, _ = load_trained_model(path)
         models.append({"name": Path(path).parent.name or Path(path).stem, "checkpoint": path,
                        "top1_error": r["top1_error"], "macs_mean": r["macs_mean"],
-                       "gated": config.model.name.startswith("aig_")})
+                       "gated": r["gated_blocks"] > 0})
     return models
 
 

@@ -47,23 +47,12 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_info)
 
 
-def parse_target_rates(text: str | None) -> float | list[float] | str | None:
-    """Command-line target rates: ``0.6``, ``1,1,0.8,...`` or ``aig50:0.6``."""
-    if text is None or ":" in text:
-        return text
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"cannot read target rates {text!r}: give a number, a comma-separated "
-                         "list or a preset like 'aig50:0.6'") from None
-    return values[0] if len(values) == 1 else values
-
-
 def _cmd_info(args: argparse.Namespace) -> int:
     from aignet.info import format_info, model_info
+    from aignet.target_rates import parse_target_spec
 
     kwargs = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans),
-                                ("target_rates", parse_target_rates(args.target_rates)))
+                                ("target_rates", parse_target_spec(args.target_rates)))
               if v is not None}
     model = create_model(args.name, **kwargs)
     info = model_info(model, args.input_size)
@@ -199,7 +188,8 @@ def _add_recalibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="a training checkpoint")
     p.add_argument("--out", required=True, help="the new checkpoint (must not exist)")
     p.add_argument("--data-dir", default=None, help="data directory (default: the run's)")
-    p.add_argument("--images", type=int, default=10000, help="training images to use (whole batches of 250)")
+    p.add_argument("--images", type=int, default=10000,
+                   help="training images to use (whole batches of 250)")
     p.add_argument("--all-images", action="store_true",
                    help="statistics of every branch over all images (masked), not only the "
                         "images that run it")

@@ -16,6 +16,8 @@ from aignet.data import DATASETS
 from aignet.gates import INFERENCE_MODES, TRAIN_MODES
 
 SCHEDULES = ("step", "cosine")
+# The recipes shipped inside the package (configs/ in a checkout links here).
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -24,8 +26,9 @@ class ModelConfig:
     """Which network to build."""
 
     name: str = "aig_resnet110_cifar"
-    # A number, a per-block list or a preset "NAME:t"; None: the model's default.
-    target_rates: Any = 0.7
+    # A number, a per-block list ("1,1,0.8,..." on the command line) or a preset "NAME:t";
+    # None: the builder's own default (0.7 on CIFAR, aig50:0.6 for aig_resnet50, ...).
+    target_rates: Any = None
     kwargs: dict = field(default_factory=dict)  # e.g. {shortcut: B, gate_hidden: 16}
     # Start from these ResNet weights (an aignet checkpoint or a torchvision-style state_dict);
     # gates keep their initialisation. Used on a fresh start only, not on --resume.
@@ -159,11 +162,24 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return merged
 
 
-def read_recipe(path: str | Path, _seen: tuple = ()) -> dict:
-    """A YAML recipe as nested dicts; a ``base: other.yaml`` (relative path) is merged under it."""
+def find_recipe(path: str | Path) -> Path:
+    """``path`` itself, or else a recipe of that name shipped with aignet (``RECIPES_DIR``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    if path.is_file():
+        return path
+    shipped = RECIPES_DIR / path.name
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"config file not found: {path} (shipped recipes: "
+                            f"{', '.join(sorted(p.name for p in RECIPES_DIR.glob('*.yaml')))})")
+
+
+def read_recipe(path: str | Path, _seen: tuple = ()) -> dict:
+    """A YAML recipe as nested dicts; a ``base: other.yaml`` (relative path) is merged under it.
+
+    A bare file name that does not exist here names a shipped recipe (``aignet/recipes/``).
+    """
+    path = find_recipe(path)
     if path.resolve() in _seen:
         raise ValueError(f"{path}: circular 'base:' chain")
     try:

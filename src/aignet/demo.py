@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 
 from aignet.analyze import analyze, measure_speedup
-from aignet.config import load_config
+from aignet.config import RECIPES_DIR, load_config
 from aignet.data import build_data
 from aignet.evaluation_run import evaluate_checkpoint, load_trained_model
 from aignet.train import load_checkpoint, train
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RECIPES = {
     # (AIG recipe, dense recipe, whether AIG starts from the trained dense weights)
     "fashion-mnist": ("fashion_mnist_aig20_finetune.yaml", "fashion_mnist_resnet20_fast.yaml",
@@ -49,7 +48,7 @@ def run_demo(out: str | Path = "runs/demo", data: str = "fashion-mnist",
         raise ValueError(f"the demo runs on {', '.join(RECIPES)}; got {data!r}")
     out = Path(out)
     aig_name, base_name, finetune = RECIPES[data]
-    aig_recipe, base_recipe = CONFIGS / aig_name, CONFIGS / base_name
+    aig_recipe, base_recipe = RECIPES_DIR / aig_name, RECIPES_DIR / base_name
     common = [f"data.root={data_dir}"] if data_dir else []
     if epochs:
         common.append(f"train.epochs={epochs}")

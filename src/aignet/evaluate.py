@@ -24,6 +24,11 @@ def topk_correct(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = TOPK) -> 
     return [int(hits[:, :min(k, k_max)].any(1).sum()) for k in ks]
 
 
+def topk_errors(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = TOPK) -> list[float]:
+    """Top-k error (a fraction) of ``logits`` against ``labels`` for each k."""
+    return [1.0 - hits / len(labels) for hits in topk_correct(logits, labels, ks)]
+
+
 def evaluate(forward: Callable[[Tensor], ModelOutput], batches: Iterable[tuple[Tensor, Tensor]],
              profile: MacProfile, *, gates_evaluated: bool = True,
              info: DistInfo | None = None) -> tuple[dict, ExecutionRecord]:

@@ -11,7 +11,7 @@ from aignet.config import from_dict
 from aignet.data import build_data
 from aignet.distributed import resolve_device
 from aignet.evaluate import evaluate
-from aignet.gates import set_gate_mode
+from aignet.gates import evaluates_gates, set_gate_mode
 from aignet.inference import Predictor
 from aignet.pretrained import list_pretrained, pretrained_entry
 from aignet.recalibrate import recalibrate_bn
@@ -54,10 +54,11 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "
                           fused=fused, channels_last=channels_last, generator=generator)
     profile = predictor.profile(info["input_size"], info["input_size"])
     summary, _ = evaluate(predictor.model, data.val.iter_from(0), profile,
-                          gates_evaluated=mode not in ("expected", "all"))
+                          gates_evaluated=evaluates_gates(mode))
     return {"checkpoint": str(path), "model": config.model.name, "data": config.data.name,
             "mode": mode, "threshold": threshold, "execution": execution, "fused": fused,
-            "macs_dense": profile.dense, **summary, "classes": info["classes"]}
+            "macs_dense": profile.dense, "gated_blocks": sum(getattr(model, "gated", ())),
+            **summary, "classes": info["classes"]}
 
 
 def format_eval(r: dict) -> str:

@@ -38,6 +38,15 @@ DEFAULT_INIT_RATE = 0.85
 _FC2_INIT_STD = 1e-3
 
 
+def evaluates_gates(mode: str) -> bool:
+    """Whether inference mode ``mode`` computes the gates (and so pays for them).
+
+    ``deterministic`` and ``stochastic`` evaluate every gate; ``expected`` and ``all`` run every
+    block without asking its gate.
+    """
+    return mode in ("deterministic", "stochastic")
+
+
 def threshold_logit(threshold: float) -> float:
     """Score margin ``s_exec - s_skip`` equivalent to ``softmax(s)[EXECUTE] > threshold``.
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from aignet.blocks import set_execution
 from aignet.flops import MacProfile, profile_macs
 from aignet.fuse import eval_copy, fuse
-from aignet.gates import set_gate_mode
+from aignet.gates import evaluates_gates, set_gate_mode
 from aignet.record import ExecutionRecord
 
 
@@ -68,5 +68,5 @@ class Predictor:
             out = self.model(images)
         profile = self.profile(images.shape[-2], images.shape[-1])
         record = ExecutionRecord.from_gates(out.gates, profile,
-                                            gates_evaluated=self.mode not in ("expected", "all"))
+                                            gates_evaluated=evaluates_gates(self.mode))
         return Prediction(out.logits, record)

@@ -66,15 +66,6 @@ def load_pretrained_state(name: str, tag: str) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()}
 
 
-def build_kwargs(entry: dict) -> dict:
-    """``create_model`` options that rebuild the shipped model's architecture."""
-    config, info = entry["config"]["model"], entry["data_info"]
-    kwargs = {"num_classes": info["num_classes"], "in_chans": info["in_chans"], **config["kwargs"]}
-    if config["target_rates"] is not None and config["name"].startswith("aig_"):
-        kwargs["target_rates"] = config["target_rates"]
-    return kwargs
-
-
 def load_pretrained(model: nn.Module, name: str, tag: str) -> nn.Module:
     """Load the shipped weights of ``name``/``tag`` into ``model`` (strictly); returns it."""
     model.load_state_dict(load_pretrained_state(name, tag))

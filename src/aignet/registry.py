@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from torch import nn
 
@@ -46,16 +46,32 @@ def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Modul
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"unknown model {name!r}{hint}; `aignet models` lists them")
     if pretrained is not None:
-        from aignet.pretrained import build_kwargs, load_pretrained, pretrained_entry
+        from aignet.pretrained import load_pretrained, pretrained_entry
 
-        kwargs = {**build_kwargs(pretrained_entry(name, pretrained)), **kwargs}
-        return load_pretrained(create_model(name, **kwargs), name, pretrained)
+        entry = pretrained_entry(name, pretrained)
+        section = entry["config"]["model"]
+        section = {**section, "kwargs": {**section["kwargs"], **kwargs}}
+        info = entry["data_info"]
+        model = create_model_from_config(section, info["num_classes"], info["in_chans"])
+        return load_pretrained(model, name, pretrained)
     try:
         return _MODELS[name](**kwargs)
     except TypeError as err:
         if "unexpected keyword" not in str(err):
             raise
         raise ValueError(f"{name}: {err}") from None
+
+
+def create_model_from_config(model: Mapping, num_classes: int, in_chans: int) -> nn.Module:
+    """Build the model a training config's ``model`` section describes.
+
+    The builder's defaults win unless the section sets a value: ``target_rates`` is passed only
+    when given (a dense model refuses it), and ``kwargs`` are passed through.
+    """
+    kwargs = dict(model.get("kwargs") or {})
+    if model.get("target_rates") is not None:
+        kwargs["target_rates"] = model["target_rates"]
+    return create_model(model["name"], num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def _load_builders() -> None:

@@ -36,7 +36,7 @@ from aignet.data import SPECS, build_data
 from aignet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
 from aignet.evaluation_run import load_trained_model
 from aignet.flops import profile_macs
-from aignet.gates import set_gate_mode
+from aignet.gates import evaluates_gates, set_gate_mode
 from aignet.groups import class_to_group, default_groups
 from aignet.record import ExecutionRecord
 from aignet.report import Figure, Section, table, write_report
@@ -177,7 +177,7 @@ def _gate_attacks(ev: Evaluator, batches, s: AttackSettings, eps: float) -> dict
             total += len(y)
             gates.append(g)
         record = ExecutionRecord.from_gates(torch.cat(gates), ev.profile,
-                                            gates_evaluated=ev.mode not in ("expected", "all"))
+                                            gates_evaluated=evaluates_gates(ev.mode))
         result[name] = {"accuracy": correct / total, "macs_mean": float(record.macs.mean()),
                         "executed_blocks_mean": float(record.executed_blocks.float().mean())}
     result["eps"] = eps

@@ -60,6 +60,22 @@ def check_rate(value: float, what: str = "target rate") -> float:
     return rate
 
 
+def parse_target_spec(spec: TargetSpec) -> TargetSpec:
+    """Read a target specification written as text, as the command line and ``--set`` give it.
+
+    ``"0.6"`` -> 0.6, ``"1,1,0.8"`` -> [1.0, 1.0, 0.8], ``"aig50:0.6"`` stays a preset; numbers,
+    sequences and None pass through. Used for recipes and the command line alike.
+    """
+    if not isinstance(spec, str) or ":" in spec:
+        return spec
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"cannot read target rates {spec!r}: give a number, a comma-separated "
+                         "list or a preset like 'aig50:0.6'") from None
+    return values[0] if len(values) == 1 else values
+
+
 def resolve_target_rates(spec: TargetSpec, num_blocks: int, stage_starts: Sequence[int] = (),
                          default: TargetSpec = 1.0) -> tuple[float, ...]:
     """Turn a target specification into one validated rate per residual block.
@@ -73,8 +89,7 @@ def resolve_target_rates(spec: TargetSpec, num_blocks: int, stage_starts: Sequen
     Returns:
         A tuple of L floats in [0, 1].
     """
-    if spec is None:
-        spec = default
+    spec = parse_target_spec(default if spec is None else spec)
     if isinstance(spec, str):
         rates = _from_preset(spec, num_blocks, stage_starts)
     elif isinstance(spec, Sequence):

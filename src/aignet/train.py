@@ -25,11 +25,11 @@ from aignet.config import Config, from_dict
 from aignet.data import Data, build_data
 from aignet.evaluate import evaluate, topk_correct
 from aignet.flops import profile_macs
-from aignet.gates import DEFAULT_INIT_RATE, set_gate_mode
+from aignet.gates import DEFAULT_INIT_RATE, evaluates_gates, set_gate_mode
 from aignet.losses import AIGLoss, annealed_targets
 from aignet.optim import build_optimizer, build_scheduler
 from aignet.progress import Progress
-from aignet.registry import create_model
+from aignet.registry import create_model_from_config
 
 CHECKPOINT_FORMAT = "aignet-checkpoint-v1"
 
@@ -65,10 +65,7 @@ class Run:
 
 def build_model(config: Config, num_classes: int, in_chans: int) -> nn.Module:
     """The configured model for the data's classes and channels."""
-    kwargs = dict(config.model.kwargs)
-    if config.model.name.startswith("aig_") and config.model.target_rates is not None:
-        kwargs["target_rates"] = config.model.target_rates
-    return create_model(config.model.name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return create_model_from_config(asdict(config.model), num_classes, in_chans)
 
 
 def init_weights(model: nn.Module, path: str) -> list[str]:
@@ -270,7 +267,7 @@ def validate(run: Run, profile) -> dict:
     run.model.eval()
     mode = run.config.train.eval_mode
     summary, _ = evaluate(run.model, run.data.val.iter_from(0), profile,
-                          gates_evaluated=mode not in ("expected", "all"), info=run.info)
+                          gates_evaluated=evaluates_gates(mode), info=run.info)
     run.model.train()
     return {"val_" + k: v for k, v in summary.items()}
 
