@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aignet.evaluation_run import evaluate_checkpoint
-from aignet.train import load_checkpoint, total_epochs
+from aignet.analysis.evaluation import evaluate_checkpoint
+from aignet.training.checkpoint import load_checkpoint, total_epochs
 
 THRESHOLDS = "0.3,0.4,0.5,0.6,0.7,0.8"
 

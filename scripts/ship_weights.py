@@ -14,9 +14,9 @@ import argparse
 import json
 import subprocess
 
-from aignet.evaluation_run import evaluate_checkpoint
-from aignet.pretrained import export_weights
-from aignet.train import load_checkpoint, total_epochs
+from aignet.analysis.evaluation import evaluate_checkpoint
+from aignet.models.pretrained import export_weights
+from aignet.training.checkpoint import load_checkpoint, total_epochs
 
 TEST_SUBSET = 1000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import aignet
-from aignet.gates import EXECUTE, iter_gates
+from aignet.nn.gates import EXECUTE, iter_gates
 
 
 def warmed_model(name: str, size: int, spread: float = 1.0, open_bias: float | None = None,

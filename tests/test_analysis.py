@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from aignet import analysis
-from aignet.analyze import analyze
-from aignet.cli import main
-from aignet.config import load_config
-from aignet.data.mnist import FASHION_CLASSES
-from aignet.evaluation_run import load_trained_model
-from aignet.groups import (
+from aignet.analysis import stats as analysis
+from aignet.analysis.analyze import analyze
+from aignet.analysis.groups import (
     CIFAR10,
     FASHION_MNIST,
     check_groups,
     imagenet_groups,
     load_groups,
 )
-from aignet.inference import Predictor
-from aignet.train import train
+from aignet.cli import main
+from aignet.data.mnist import FASHION_CLASSES
+from aignet.engine.inference import Predictor
+from aignet.training.checkpoint import load_model
+from aignet.training.config import load_config
+from aignet.training.train import train
 from data_factory import write_idx_dataset
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -115,7 +115,7 @@ def test_analyze_writes_every_figure_and_consistent_numbers(trained, monkeypatch
     saved = json.loads((out / "analysis.json").read_text())
     assert saved["images"] == 200 and len(saved["sweep"]) == 10
     # Recompute the record independently and compare with the numbers behind the figures.
-    model, _, _ = load_trained_model(str(root / "aig" / "last.pt"))
+    model = load_model(str(root / "aig" / "last.pt"))
     from aignet.data import build_data
 
     data = build_data("mnist", str(root / "mnist"), 100)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from aignet.attacks import (
+from aignet.analysis.attacks import (
     PixelModel,
     cross_entropy_objective,
     fgsm,
@@ -13,14 +13,14 @@ from aignet.attacks import (
     jpeg_roundtrip,
     pgd,
 )
+from aignet.analysis.robustness import AttackSettings, attack_checkpoints
 from aignet.cli import main
-from aignet.config import load_config
 from aignet.data import load_arrays
-from aignet.evaluation_run import load_trained_model
-from aignet.flops import profile_macs
-from aignet.gates import set_gate_mode
-from aignet.robustness import AttackSettings, attack_checkpoints
-from aignet.train import train
+from aignet.engine.flops import profile_macs
+from aignet.nn.gates import set_gate_mode
+from aignet.training.checkpoint import load_model
+from aignet.training.config import load_config
+from aignet.training.train import train
 from data_factory import write_idx_dataset
 
 MEAN, STD = (0.1307,), (0.3081,)
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     train(load_config(None, [f"{k}={v}" for k, v in sets.items()]), root / "aig")
     sets.update({"model.name": "resnet20_cifar", "model.target_rates": "null"})
     train(load_config(None, [f"{k}={v}" for k, v in sets.items()]), root / "dense")
-    model, _, _ = load_trained_model(str(root / "aig" / "last.pt"))
+    model = load_model(str(root / "aig" / "last.pt"))
     arrays = load_arrays("mnist", data)
     images = torch.from_numpy(arrays.test_images[:48]).float() / 255
     return root, model, images, torch.from_numpy(arrays.test_labels[:48])
@@ -131,7 +131,7 @@ def test_attack_pipeline_and_report(trained, tmp_path, capsys):
     assert stochastic["fgsm"][0] == pytest.approx(stochastic["fgsm_eot"][0])  # eps 0: no attack
     gates = stochastic["gate_attacks"]
     assert {"clean", "inflation", "flip", "macs_increase"} <= set(gates)
-    dense_28 = profile_macs(load_trained_model(str(root / "dense" / "last.pt"))[0], 28).dense
+    dense_28 = profile_macs(load_model(str(root / "dense" / "last.pt")), 28).dense
     assert result["models"][0]["gate_attacks"]["clean"]["macs_mean"] <= dense_28 * 1.001
     assert len(stochastic["rates"]["before"]) == 9
     assert "claim" in result["verdict"]["text"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import aignet
-from aignet.bench import benchmark, calibrate_gates
 from aignet.cli import main
+from aignet.engine.bench import benchmark, calibrate_gates
 
 ROW_FIELDS = {"batch_size", "execution", "execution_rate", "mac_ratio", "ideal_ratio",
               "time_ratio", "overhead"}

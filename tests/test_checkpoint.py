@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from aignet.checkpoint import load_safe, save_atomic
+from aignet.training.checkpoint import load_safe, save_atomic
 
 
 def test_save_atomic_round_trip_and_no_temp_left(tmp_path):

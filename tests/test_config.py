@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from aignet.config import RECIPES_DIR, OptimConfig, load_config
-from aignet.optim import build_optimizer, lr_factor, parameter_groups
-from aignet.registry import create_model, create_model_from_config
+from aignet.models.registry import create_model, create_model_from_config
+from aignet.training.config import RECIPES_DIR, OptimConfig, load_config
+from aignet.training.optim import build_optimizer, lr_factor, parameter_groups
 
 CONFIGS = sorted(RECIPES_DIR.glob("*.yaml"))
 

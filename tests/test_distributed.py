@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from aignet.distributed import DistInfo, global_execution_rates
-from aignet.losses import target_rate_loss
+from aignet.nn.losses import target_rate_loss
+from aignet.training.distributed import DistInfo, global_execution_rates
 from data_factory import write_idx_dataset
 
 TARGETS = [0.3, 1.0, 0.7, 0.5]

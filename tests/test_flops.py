@@ -3,7 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import aignet
-from aignet.flops import profile_macs
+from aignet.engine.flops import profile_macs
 
 
 @pytest.mark.parametrize("name,expected", [

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from aignet.gated_ops import gated_merge, spatial_mean
+from aignet.nn.gated_ops import gated_merge, spatial_mean
 
 
 def _reference_merge(s, r, g):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import aignet
-from aignet.gates import EXECUTE, Gate, set_gate_mode, threshold_logit
+from aignet.nn.gates import EXECUTE, Gate, set_gate_mode, threshold_logit
 
 
 def _gate(channels=8):
@@ -119,6 +119,6 @@ def test_gate_runs_in_float32_under_autocast():
 
 
 def test_evaluates_gates_names_the_modes_that_pay_for_gates():
-    from aignet.gates import INFERENCE_MODES, evaluates_gates
+    from aignet.nn.gates import INFERENCE_MODES, evaluates_gates
 
     assert [m for m in INFERENCE_MODES if evaluates_gates(m)] == ["deterministic", "stochastic"]

@@ -1,6 +1,6 @@
 import torch
 
-from aignet.gumbel import gumbel_max, gumbel_noise, gumbel_softmax
+from aignet.nn.gumbel import gumbel_max, gumbel_noise, gumbel_softmax
 
 
 def test_gumbel_max_frequencies_match_softmax():

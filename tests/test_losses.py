@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aignet.losses import (
+from aignet.nn.losses import (
     AIGLoss,
     annealed_targets,
     distillation_loss,
@@ -78,7 +78,7 @@ def test_annealed_targets_move_gated_layers_only():
 
 
 def test_topk_errors_of_hand_made_logits():
-    from aignet.evaluate import topk_errors
+    from aignet.training.evaluate import topk_errors
 
     logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.05], [0.2, 0.3, 0.5]])
     labels = torch.tensor([1, 2, 1])  # right; in neither top 2; second best

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import aignet
-from aignet import pretrained
 from aignet.cli import main
+from aignet.models import pretrained
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHIPPED = pretrained.list_pretrained()

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from aignet.cli import main
-from aignet.config import load_config
-from aignet.train import load_checkpoint, train
+from aignet.training.checkpoint import load_checkpoint
+from aignet.training.config import load_config
+from aignet.training.train import train
 from data_factory import write_idx_dataset
 
 
@@ -124,8 +125,8 @@ def test_eval_rejects_non_checkpoints(tmp_path, capsys):
 
 
 def test_init_from_a_dense_checkpoint(data_dir, tmp_path):
-    from aignet.registry import create_model
-    from aignet.train import init_weights
+    from aignet.models.registry import create_model
+    from aignet.training.train import init_weights
 
     dense_cfg = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
                                                          "model.target_rates": "null",
@@ -158,7 +159,7 @@ def test_fine_tune_with_distillation_and_target_warmup(data_dir, tmp_path):
     rates = torch.tensor(log[0]["train_layer_rates"])
     assert log[0]["train_target_loss"] < 2 * ((rates - 0.3) ** 2).mean().item()
     ckpt = load_checkpoint(tmp_path / "aig" / "last.pt")
-    from aignet.train import total_epochs
+    from aignet.training.checkpoint import total_epochs
     assert total_epochs(ckpt["config"]) == 3  # the dense epoch counts
 
 

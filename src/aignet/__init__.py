@@ -1,23 +1,32 @@
 """aignet: Convolutional Networks with Adaptive Inference Graphs (ConvNet-AIG) in PyTorch."""
 
-from aignet.blocks import set_execution
-from aignet.checkpoint import load_resnet_weights, load_safe, save_atomic
-from aignet.flops import MacProfile, count_macs, profile_macs
-from aignet.fuse import fuse
-from aignet.gates import INFERENCE_MODES, TRAIN_MODES, Gate, GateBase, set_gate_mode
-from aignet.inference import Prediction, Predictor
-from aignet.losses import AIGLoss, execution_rates, target_rate_loss
+from aignet.engine.flops import MacProfile, count_macs, profile_macs
+from aignet.engine.fuse import fuse
+from aignet.engine.inference import Prediction, Predictor
+from aignet.engine.recalibrate import recalibrate_bn
+from aignet.engine.record import ExecutionRecord
 from aignet.models import ModelOutput, ResNet
-from aignet.record import ExecutionRecord
-from aignet.registry import create_model, list_models, register_model
-from aignet.target_rates import PRESETS, resolve_target_rates
+from aignet.models.pretrained import list_pretrained
+from aignet.models.registry import (
+    create_model,
+    create_model_from_config,
+    list_models,
+    register_model,
+)
+from aignet.models.resnet_weights import load_resnet_weights
+from aignet.nn.blocks import set_execution
+from aignet.nn.gates import INFERENCE_MODES, TRAIN_MODES, Gate, GateBase, set_gate_mode
+from aignet.nn.losses import AIGLoss, execution_rates, target_rate_loss
+from aignet.nn.target_rates import PRESETS, resolve_target_rates
+from aignet.training.checkpoint import load_model, load_safe, save_atomic
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AIGLoss", "ExecutionRecord", "Gate", "GateBase", "INFERENCE_MODES", "MacProfile",
     "ModelOutput", "PRESETS", "Prediction", "Predictor", "ResNet", "TRAIN_MODES", "count_macs",
-    "create_model", "execution_rates", "fuse", "list_models", "load_resnet_weights", "load_safe",
-    "profile_macs", "register_model", "resolve_target_rates", "save_atomic", "set_execution",
+    "create_model", "create_model_from_config", "execution_rates", "fuse", "list_models",
+    "list_pretrained", "load_model", "load_resnet_weights", "load_safe", "profile_macs",
+    "recalibrate_bn", "register_model", "resolve_target_rates", "save_atomic", "set_execution",
     "set_gate_mode", "target_rate_loss",
 ]

@@ -65,6 +65,18 @@ class DataInfo:
     classes: list[str]
     train_size: int
     val_size: int
+    # The normalisation images get before the model: (x / 255 - mean) / std per channel.
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) a data set's images are normalised with (ImageNet statistics for folders).
+
+    For checkpoints written before ``DataInfo`` carried them.
+    """
+    spec = SPECS.get(name)
+    return (spec.mean, spec.std) if spec else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 @dataclass
@@ -155,7 +167,7 @@ def build_data(name: str, root: str | Path | None, batch_size: int, *,
     val = TensorLoader(_tensor(val_x), _tensor(val_y),
                        val_batch_size, train=False, **common)
     info = DataInfo(name, len(arrays.classes), train_x.shape[1], train_x.shape[2],
-                    list(arrays.classes), len(train_y), len(val_y))
+                    list(arrays.classes), len(train_y), len(val_y), spec.mean, spec.std)
     return Data(train, val, info)
 
 
@@ -172,12 +184,13 @@ def _build_folder(root, batch_size, val_batch_size, seed, rank, world, device, c
     common = dict(workers=workers, seed=seed, rank=rank, world=world, device=device,
                   channels_last=channels_last)
     info = DataInfo("imagefolder", len(train_set.classes), 3, 224, train_set.classes,
-                    len(train_set), len(val_set))
+                    len(train_set), len(val_set), IMAGENET_MEAN, IMAGENET_STD)
     return Data(FolderLoader(train_set, batch_size, train=True, **common),
                 FolderLoader(val_set, val_batch_size, train=False, **common), info)
 
 
 __all__ = ["DATASETS", "Data", "DataInfo", "IMAGENET_MEAN", "IMAGENET_STD", "ImageArrays",
+           "normalization",
            "build_data", "load_arrays"]
 
 

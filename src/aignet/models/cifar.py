@@ -6,10 +6,10 @@ Downsampling shortcuts default to parameter-free zero-padding (option A, as He e
 
 from __future__ import annotations
 
-from aignet.blocks import BasicBlock, Bottleneck, PreActBasicBlock
+from aignet.models.registry import register_model
 from aignet.models.resnet import ResNet, build_resnet
-from aignet.registry import register_model
-from aignet.stochastic_depth import linear_survival
+from aignet.nn.blocks import BasicBlock, Bottleneck, PreActBasicBlock
+from aignet.nn.stochastic_depth import linear_survival
 
 CIFAR_WIDTHS = (16, 32, 64)
 CIFAR_INPUT_SIZE = 32

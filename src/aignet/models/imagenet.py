@@ -7,10 +7,10 @@ and the gates add only ``layerX.Y.gate.{fc1.weight, bn.*, fc2.weight, fc2.bias, 
 
 from __future__ import annotations
 
-from aignet.blocks import BasicBlock, Bottleneck
+from aignet.models.registry import register_model
 from aignet.models.resnet import ResNet, build_resnet
-from aignet.registry import register_model
-from aignet.target_rates import TargetSpec
+from aignet.nn.blocks import BasicBlock, Bottleneck
+from aignet.nn.target_rates import TargetSpec
 
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 IMAGENET_INPUT_SIZE = 224

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aignet.blocks import (
+from aignet.nn.blocks import (
     PreActBasicBlock,
     ResidualBlock,
     ZeroPadShortcut,
@@ -29,9 +29,9 @@ from aignet.blocks import (
     projection_shortcut,
     zero_init_last_bn,
 )
-from aignet.gates import DEFAULT_HIDDEN, DEFAULT_INIT_RATE, Gate, GateBase
-from aignet.stochastic_depth import SurvivalGate
-from aignet.target_rates import TargetSpec, resolve_target_rates
+from aignet.nn.gates import DEFAULT_HIDDEN, DEFAULT_INIT_RATE, Gate, GateBase
+from aignet.nn.stochastic_depth import SurvivalGate
+from aignet.nn.target_rates import TargetSpec, resolve_target_rates
 
 SHORTCUTS = ("A", "B")
 STEMS = ("cifar", "imagenet")

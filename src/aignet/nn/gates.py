@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aignet.gated_ops import spatial_mean
-from aignet.gumbel import gumbel_noise, gumbel_softmax
+from aignet.nn.gated_ops import spatial_mean
+from aignet.nn.gumbel import gumbel_noise, gumbel_softmax
 
 SKIP, EXECUTE = 0, 1
 TRAIN_MODES = ("hard", "soft")

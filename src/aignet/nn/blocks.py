@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aignet.executor import EXECUTIONS, sparse_block_forward
-from aignet.gated_ops import gated_merge
+from aignet.nn.executor import EXECUTIONS, sparse_block_forward
+from aignet.nn.gated_ops import gated_merge
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from aignet.data import DATASETS
-from aignet.gates import INFERENCE_MODES, TRAIN_MODES
+from aignet.nn.gates import INFERENCE_MODES, TRAIN_MODES
 
 SCHEDULES = ("step", "cosine")
 # The recipes shipped inside the package (configs/ in a checkout links here).

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
-from aignet.distributed import DistInfo, gather_objects, sum_across
-from aignet.flops import MacProfile
+from aignet.engine.flops import MacProfile
+from aignet.engine.record import ExecutionRecord
 from aignet.models.resnet import ModelOutput
-from aignet.record import ExecutionRecord
+from aignet.training.distributed import DistInfo, gather_objects, sum_across
 
 TOPK = (1, 5)
 

@@ -1,7 +1,7 @@
 """What the gates learned: per-class and per-category execution, clustering, threshold sweeps.
 
 Pure functions over an execution record (N, L), the labels and the class groups; figures live in
-:mod:`aignet.plots`, the report in :mod:`aignet.report`.
+:mod:`aignet.analysis.plots`, the report in :mod:`aignet.analysis.report`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aignet.evaluate import topk_errors
-from aignet.flops import MacProfile
-from aignet.record import ExecutionRecord
+from aignet.engine.flops import MacProfile
+from aignet.engine.record import ExecutionRecord
+from aignet.training.evaluate import topk_errors
 
 
 def class_rates(executed: Tensor, labels: Tensor, num_classes: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from aignet.blocks import ResidualBlock
+    from aignet.nn.blocks import ResidualBlock
 
 EXECUTIONS = ("sparse", "masked")
 

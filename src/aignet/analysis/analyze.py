@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aignet import analysis, plots
+from aignet.analysis import plots
+from aignet.analysis import stats as analysis
+from aignet.analysis.evaluation import evaluate_checkpoint
+from aignet.analysis.groups import class_to_group, default_groups, load_groups
+from aignet.analysis.report import Figure, Section, table, write_report
 from aignet.data import build_data
-from aignet.evaluate import topk_errors
-from aignet.evaluation_run import evaluate_checkpoint, load_trained_model
-from aignet.groups import class_to_group, default_groups, load_groups
-from aignet.inference import Predictor
-from aignet.report import Figure, Section, table, write_report
+from aignet.engine.inference import Predictor
+from aignet.training.checkpoint import load_model, trained_config
+from aignet.training.evaluate import topk_errors
 
 SWEEP_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
@@ -76,7 +78,9 @@ def analyze(checkpoint: str | Path, out: str | Path, *, data_dir: str | None = N
     """Run every analysis of a checkpoint; returns the numbers written to analysis.json."""
     checkpoint, out = Path(checkpoint), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, config, info = load_trained_model(str(checkpoint))
+    model = load_model(str(checkpoint))
+    config = trained_config(model)
+    info = model.pretrained_cfg
     classes = info["classes"]
     groups = load_groups(groups_path, classes) if groups_path else \
         default_groups(config.data.name, classes) or {"all classes": list(classes)}
@@ -104,7 +108,7 @@ def analyze(checkpoint: str | Path, out: str | Path, *, data_dir: str | None = N
 
 
 def _numbers(model, logits, gates, labels, profile, classes, class_group, group_names) -> dict:
-    from aignet.record import ExecutionRecord
+    from aignet.engine.record import ExecutionRecord
 
     record = ExecutionRecord.from_gates(gates, profile)
     executed = record.executed
@@ -243,7 +247,7 @@ def _attack_sections(out: Path) -> list[Section]:
     path = out / "attack.json"
     if not path.is_file():
         return []
-    from aignet.robustness import attack_figures, attack_section
+    from aignet.analysis.robustness import attack_figures, attack_section
 
     result = json.loads(path.read_text())
     return [attack_section(result, attack_figures(result, out))]

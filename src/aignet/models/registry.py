@@ -46,7 +46,7 @@ def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Modul
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"unknown model {name!r}{hint}; `aignet models` lists them")
     if pretrained is not None:
-        from aignet.pretrained import load_pretrained, pretrained_entry
+        from aignet.models.pretrained import load_pretrained, pretrained_entry
 
         entry = pretrained_entry(name, pretrained)
         section = entry["config"]["model"]

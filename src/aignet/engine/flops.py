@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from aignet.gates import GateBase
+from aignet.nn.gates import GateBase
 
 
 def count_macs(fn: Callable[..., object], *args: object) -> int:

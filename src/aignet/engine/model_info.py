@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from aignet.flops import profile_macs
+from aignet.engine.flops import profile_macs
 
 
 def model_info(model: nn.Module, input_size: int | None = None) -> dict:

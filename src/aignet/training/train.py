@@ -19,19 +19,24 @@ import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from aignet import distributed
-from aignet.checkpoint import GATE_KEY, load_resnet_weights, load_safe, save_atomic
-from aignet.config import Config, from_dict
 from aignet.data import Data, build_data
-from aignet.evaluate import evaluate, topk_correct
-from aignet.flops import profile_macs
-from aignet.gates import DEFAULT_INIT_RATE, evaluates_gates, set_gate_mode
-from aignet.losses import AIGLoss, annealed_targets
-from aignet.optim import build_optimizer, build_scheduler
-from aignet.progress import Progress
-from aignet.registry import create_model_from_config
-
-CHECKPOINT_FORMAT = "aignet-checkpoint-v1"
+from aignet.engine.flops import profile_macs
+from aignet.models.resnet_weights import GATE_KEY, load_resnet_weights
+from aignet.nn.gates import DEFAULT_INIT_RATE, evaluates_gates, set_gate_mode
+from aignet.nn.losses import AIGLoss, annealed_targets
+from aignet.training import distributed
+from aignet.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    build_model,
+    load_checkpoint,
+    load_model,
+    load_safe,
+    save_atomic,
+)
+from aignet.training.config import Config
+from aignet.training.evaluate import evaluate, topk_correct
+from aignet.training.optim import build_optimizer, build_scheduler
+from aignet.training.progress import Progress
 
 
 @dataclass
@@ -63,11 +68,6 @@ class Run:
     teacher: nn.Module | None = None
 
 
-def build_model(config: Config, num_classes: int, in_chans: int) -> nn.Module:
-    """The configured model for the data's classes and channels."""
-    return create_model_from_config(asdict(config.model), num_classes, in_chans)
-
-
 def init_weights(model: nn.Module, path: str) -> list[str]:
     """Load ResNet weights from an aignet checkpoint or a plain state_dict into ``model``.
 
@@ -82,13 +82,10 @@ def init_weights(model: nn.Module, path: str) -> list[str]:
     return load_resnet_weights(model, {k: v for k, v in state.items() if GATE_KEY not in k})
 
 
-def load_teacher(path: str, device: torch.device, channels_last: bool) -> nn.Module:
-    """A trained aignet model, frozen in eval mode, whose logits the student learns to match."""
-    ckpt = load_checkpoint(path)
-    config, info = from_dict(ckpt["config"]), ckpt["data_info"]
-    teacher = build_model(config, info["num_classes"], info["in_chans"])
-    teacher.load_state_dict(ckpt["model"])
-    teacher = teacher.to(device).eval().requires_grad_(False)
+def load_teacher(source: str, device: torch.device, channels_last: bool) -> nn.Module:
+    """A trained aignet model (checkpoint or ``MODEL/TAG``), frozen in eval mode, whose logits
+    the student learns to match."""
+    teacher = load_model(source, device).requires_grad_(False)
     return teacher.to(memory_format=torch.channels_last) if channels_last else teacher
 
 
@@ -340,24 +337,6 @@ def restore(run: Run, path: Path) -> None:
         raise ValueError(f"{path} was written by {len(rng)} processes; resume with the same "
                          f"number (got {run.info.world})")
     _set_rng_state(rng[run.info.rank])
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A training checkpoint, loaded safely and checked for its format."""
-    ckpt = load_safe(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an aignet training checkpoint "
-                         f"(expected format {CHECKPOINT_FORMAT})")
-    return ckpt
-
-
-def total_epochs(config: dict) -> int:
-    """Training epochs behind a run, those of the run it was initialised from included
-    (``model.init_from``, followed recursively): the honest training budget of a fine-tune."""
-    source = config["model"].get("init_from")
-    if not source:
-        return config["train"]["epochs"]
-    return config["train"]["epochs"] + total_epochs(load_checkpoint(source)["config"])
 
 
 def _rng_state() -> dict:

@@ -4,7 +4,7 @@
     logits, record = predictor(images)          # record: ExecutionRecord
     record.summary()["macs_mean"]
 
-The predictor runs an eval-mode (by default fused, see :mod:`aignet.fuse`) copy of the model
+The predictor runs an eval-mode (by default fused, see :mod:`aignet.engine.fuse`) copy of the model
 under ``torch.inference_mode()`` with sparse execution; the original model is left untouched.
 """
 
@@ -15,11 +15,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from aignet.blocks import set_execution
-from aignet.flops import MacProfile, profile_macs
-from aignet.fuse import eval_copy, fuse
-from aignet.gates import evaluates_gates, set_gate_mode
-from aignet.record import ExecutionRecord
+from aignet.engine.flops import MacProfile, profile_macs
+from aignet.engine.fuse import eval_copy, fuse
+from aignet.engine.record import ExecutionRecord
+from aignet.nn.blocks import set_execution
+from aignet.nn.gates import evaluates_gates, set_gate_mode
 
 
 class Prediction(NamedTuple):

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from aignet.blocks import set_execution
+from aignet.nn.blocks import set_execution
 
 
 def recalibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],

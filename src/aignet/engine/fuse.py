@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aignet.blocks import ResidualBlock
-from aignet.gates import EXECUTE, SKIP, Gate, GateBase, float32_region, pooled_sum
+from aignet.nn.blocks import ResidualBlock
+from aignet.nn.gates import EXECUTE, SKIP, Gate, GateBase, float32_region, pooled_sum
 
 # Shared batch-1 decisions of FusedGate._decide_one.
 _OPEN = torch.ones(1)
@@ -113,7 +113,7 @@ class FusedGate(GateBase):
     def train(self, mode: bool = True) -> FusedGate:
         if mode:
             raise RuntimeError("a fused model is inference-only; train the unfused model and "
-                               "call aignet.fuse() afterwards")
+                               "call aignet.engine.fuse() afterwards")
         return super().train(False)
 
 

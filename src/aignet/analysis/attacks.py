@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aignet.gates import GateBase
 from aignet.models.resnet import ModelOutput
+from aignet.nn.gates import GateBase
 
 Forward = Callable[[Tensor], ModelOutput]
 Objective = Callable[[ModelOutput, list[Tensor]], Tensor]

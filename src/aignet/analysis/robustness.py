@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aignet import plots
-from aignet.attacks import (
+from aignet.analysis import plots
+from aignet.analysis.attacks import (
     PixelModel,
     cross_entropy_objective,
     fgsm,
@@ -32,14 +32,13 @@ from aignet.attacks import (
     jpeg_roundtrip,
     pgd,
 )
-from aignet.data import SPECS, build_data
-from aignet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
-from aignet.evaluation_run import load_trained_model
-from aignet.flops import profile_macs
-from aignet.gates import evaluates_gates, set_gate_mode
-from aignet.groups import class_to_group, default_groups
-from aignet.record import ExecutionRecord
-from aignet.report import Figure, Section, table, write_report
+from aignet.analysis.groups import class_to_group, default_groups
+from aignet.analysis.report import Figure, Section, table, write_report
+from aignet.data import build_data, normalization
+from aignet.engine.flops import profile_macs
+from aignet.engine.record import ExecutionRecord
+from aignet.nn.gates import evaluates_gates, set_gate_mode
+from aignet.training.checkpoint import load_model, trained_config
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,9 @@ def _images(config, info: dict, data_dir: str | None, limit: int, batch: int):
     """The first ``limit`` test images in [0, 1] pixel space, with labels, in batches."""
     data = build_data(config.data.name, data_dir or config.data.root, batch, limit_val=limit,
                       limit_train=1, workers=config.data.workers)
-    spec = SPECS.get(config.data.name)
-    mean, std = (spec.mean, spec.std) if spec else (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = info.get("mean") or None, info.get("std") or None
+    if mean is None:  # a checkpoint from before DataInfo carried its normalisation
+        mean, std = normalization(config.data.name)
     m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
     return [(x * s + m, y) for x, y in data.val], mean, std
 
@@ -207,7 +207,9 @@ def attack_checkpoints(checkpoints: list[str], out: str | Path, settings: Attack
 
 def _attack_one(path: str, s: AttackSettings, data_dir: str | None) -> list[dict]:
     torch.manual_seed(s.seed)
-    model, config, info = load_trained_model(path)
+    model = load_model(path)
+    config = trained_config(model)
+    info = model.pretrained_cfg
     batches, mean, std = _images(config, info, data_dir, s.limit, s.batch_size)
     gated = any(model.gated)
     groups = default_groups(config.data.name, info["classes"]) or {"all": info["classes"]}

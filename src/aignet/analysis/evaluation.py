@@ -1,4 +1,5 @@
-"""``aignet eval CHECKPOINT``: rebuild the run's model and data, evaluate, report."""
+"""Evaluation runs of trained models: ``evaluate_checkpoint`` (``aignet eval``) and
+``recalibrate_checkpoint`` (``aignet recalibrate``)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,14 @@ from pathlib import Path
 
 import torch
 
-from aignet.checkpoint import save_atomic
-from aignet.config import from_dict
 from aignet.data import build_data
-from aignet.distributed import resolve_device
-from aignet.evaluate import evaluate
-from aignet.gates import evaluates_gates, set_gate_mode
-from aignet.inference import Predictor
-from aignet.pretrained import list_pretrained, pretrained_entry
-from aignet.recalibrate import recalibrate_bn
-from aignet.registry import create_model
-from aignet.target_rates import check_rate
-from aignet.train import build_model, load_checkpoint
-
-
-def load_trained_model(path: str, device: torch.device | str = "cpu"):
-    """(model in eval mode, its Config, its data info dict) from a training checkpoint, or from
-    shipped weights named ``model/tag`` (``aignet.list_pretrained()``)."""
-    if not Path(path).exists() and path in list_pretrained():
-        name, tag = path.split("/")
-        entry = pretrained_entry(name, tag)
-        model = create_model(name, pretrained=tag)
-        return model.to(device).eval(), from_dict(entry["config"]), entry["data_info"]
-    ckpt = load_checkpoint(path)
-    config = from_dict(ckpt["config"])
-    info = ckpt["data_info"]
-    model = build_model(config, info["num_classes"], info["in_chans"])
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), config, info
+from aignet.engine.inference import Predictor
+from aignet.engine.recalibrate import recalibrate_bn
+from aignet.nn.gates import evaluates_gates, set_gate_mode
+from aignet.nn.target_rates import check_rate
+from aignet.training.checkpoint import load_checkpoint, load_model, save_atomic, trained_config
+from aignet.training.distributed import resolve_device
+from aignet.training.evaluate import evaluate
 
 
 def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "deterministic",
@@ -44,7 +25,8 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "
     """Evaluate a checkpoint on its data set's validation split; returns plain data."""
     check_rate(threshold, "--threshold")
     dev = resolve_device(device)
-    model, config, info = load_trained_model(path, dev)
+    model = load_model(path, dev)
+    config, info = trained_config(model), model.pretrained_cfg
     data = build_data(config.data.name, data_dir or config.data.root,
                       batch_size or config.data.val_batch_size, device=dev,
                       channels_last=channels_last, limit_val=limit, limit_train=1,
@@ -80,7 +62,7 @@ def recalibrate_checkpoint(path: str, out: str, *, data_dir: str | None = None,
                            images: int = 10000, executed_only: bool = True,
                            threshold: float = 0.5, batch_size: int = 250,
                            device: str = "auto") -> dict:
-    """Re-estimate a checkpoint's BatchNorm statistics (see :mod:`aignet.recalibrate`) on
+    """Re-estimate a checkpoint's BatchNorm statistics (see :mod:`aignet.engine.recalibrate`) on
     ``images`` un-augmented training images and write the result as a new checkpoint."""
     if Path(out).exists():
         raise FileExistsError(f"{out} exists; choose a new --out (nothing was overwritten)")
@@ -88,7 +70,8 @@ def recalibrate_checkpoint(path: str, out: str, *, data_dir: str | None = None,
         raise ValueError(f"--images must be >= 1, got {images}")
     check_rate(threshold, "--threshold")
     dev = resolve_device(device)
-    model, config, _ = load_trained_model(path, dev)
+    model = load_model(path, dev)
+    config = trained_config(model)
     set_gate_mode(model, inference="deterministic", threshold=threshold)
     data = build_data(config.data.name, data_dir or config.data.root, batch_size, device=dev,
                       augment=False, limit_train=images, limit_val=1,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aignet.flops import MacProfile
+from aignet.engine.flops import MacProfile
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class ExecutionRecord:
 
     Attributes:
         gates: (N, L) float32, the factor each block's branch was multiplied by (0 = skipped).
-        macs: (N,) float64, multiply-adds per image (see :mod:`aignet.flops`).
+        macs: (N,) float64, multiply-adds per image (see :mod:`aignet.engine.flops`).
         macs_dense: MACs of the dense network for the same input size.
         gated: per block, whether it has a learned gate.
     """

@@ -22,13 +22,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from aignet.blocks import set_execution
-from aignet.checkpoint import GATE_KEY
-from aignet.flops import profile_macs
-from aignet.fuse import fuse
-from aignet.gates import EXECUTE, Gate, set_gate_mode
-from aignet.record import ExecutionRecord
-from aignet.registry import create_model
+from aignet.engine.flops import profile_macs
+from aignet.engine.fuse import fuse
+from aignet.engine.record import ExecutionRecord
+from aignet.models.registry import create_model
+from aignet.models.resnet_weights import GATE_KEY
+from aignet.nn.blocks import set_execution
+from aignet.nn.gates import EXECUTE, Gate, set_gate_mode
 
 # Images per timed run for small batches: batch 1 is averaged over this many different images.
 MIN_IMAGES_PER_RUN = 64

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aignet.analyze import analyze, measure_speedup
-from aignet.config import RECIPES_DIR, load_config
+from aignet.analysis.analyze import analyze, measure_speedup
+from aignet.analysis.evaluation import evaluate_checkpoint
 from aignet.data import build_data
-from aignet.evaluation_run import evaluate_checkpoint, load_trained_model
-from aignet.train import load_checkpoint, train
+from aignet.training.checkpoint import load_checkpoint, load_model, trained_config
+from aignet.training.config import RECIPES_DIR, load_config
+from aignet.training.train import train
 
 RECIPES = {
     # (AIG recipe, dense recipe, whether AIG starts from the trained dense weights)
@@ -83,8 +84,9 @@ def run_demo(out: str | Path = "runs/demo", data: str = "fashion-mnist",
 
 
 def _speed(aig_ckpt: Path, base_ckpt: Path, data_dir: str | None) -> dict:
-    aig, config, _ = load_trained_model(str(aig_ckpt))
-    base, _, _ = load_trained_model(str(base_ckpt))
+    aig = load_model(str(aig_ckpt))
+    config = trained_config(aig)
+    base = load_model(str(base_ckpt))
     data = build_data(config.data.name, data_dir or config.data.root, 256, limit_train=1)
     images = next(data.val.iter_from(0))[0]
     return measure_speedup(aig, images, dense_model=base)

@@ -8,8 +8,8 @@ import math
 import torch
 from torch import nn
 
-from aignet.checkpoint import GATE_KEY
-from aignet.config import OptimConfig
+from aignet.models.resnet_weights import GATE_KEY
+from aignet.training.config import OptimConfig
 
 
 def parameter_groups(model: nn.Module, lr: float, gate_lr_factor: float) -> list[dict]:

@@ -1,0 +1,34 @@
+"""What every command shares: the sub-parser factory (defaults shown, one example each)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _has_default(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and not (
+        action.default is None or action.default is False or action.default == argparse.SUPPRESS)
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows the default of every option that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if _has_default(action) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def document_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give every option that has a default but no help a help text, so the default shows."""
+    for action in parser._actions:
+        if not action.help and _has_default(action):
+            action.help = "default: %(default)s"
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, example: str, *, help: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+    """A sub-command parser whose help shows every default and ends with an example."""
+    return sub.add_parser(name, help=help, description=description or help,
+                          epilog=f"example: {example}", formatter_class=_DefaultsFormatter)
