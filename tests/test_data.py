@@ -21,6 +21,8 @@ SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-
 @pytest.fixture(autouse=True)
 def _no_cache(monkeypatch):
     monkeypatch.setenv("AIGNET_CACHE", "off")
+    # The generated CIFAR files hold 20 records each instead of the official 10,000.
+    monkeypatch.setattr("aignet.data.cifar.CIFAR_BATCH_RECORDS", 20)
 
 
 def test_cifar_binary_reader(tmp_path):
@@ -31,6 +33,14 @@ def test_cifar_binary_reader(tmp_path):
     raw = (folder / "data_batch_1.bin").read_bytes()
     assert (arrays.train_images[0].reshape(-1) == np.frombuffer(raw[1:3073], np.uint8)).all()
     assert arrays.train_labels[0] == raw[0]
+
+
+def test_cifar_binary_file_cut_at_a_record_boundary_is_refused(tmp_path):
+    folder = write_cifar_binary(tmp_path / "cifar-10-batches-bin")
+    path = folder / "data_batch_2.bin"
+    path.write_bytes(path.read_bytes()[:3073 * 19])
+    with pytest.raises(ValueError, match="19 records, expected 20"):
+        read_cifar10(tmp_path)
 
 
 def test_cifar_binary_errors(tmp_path):
@@ -140,7 +150,8 @@ def test_crop_flip_is_a_translation_or_mirror():
 
 @pytest.mark.skipif(not SHARED_CIFAR.is_dir(),
                     reason=f"real CIFAR-10 not found at {SHARED_CIFAR} (../shared/data)")
-def test_real_cifar10_statistics():
+def test_real_cifar10_statistics(monkeypatch):
+    monkeypatch.setattr("aignet.data.cifar.CIFAR_BATCH_RECORDS", 10000)  # the official files
     arrays = read_cifar10(SHARED_CIFAR)
     assert arrays.train_images.shape == (50000, 3, 32, 32)
     assert arrays.test_images.shape == (10000, 3, 32, 32)

@@ -36,7 +36,8 @@ def _train_once(recipe: Path, overrides: list[str], out: Path) -> Path:
         if ckpt["state"]["epoch"] >= config.train.epochs and ckpt["config"] == config.to_dict():
             print(f"{out.name}: already trained ({last})", flush=True)
             return last
-        train(config, out, resume=ckpt["config"] == config.to_dict())
+        same = ckpt["config"] == config.to_dict()  # else a changed recipe: move the old aside
+        train(config, out, resume=same, overwrite=not same)
         return last
     train(config, out)
     return last

@@ -12,16 +12,16 @@ from collections.abc import Sequence
 
 from aignet.cli import analyze, attack, bench, demo, info, models, recalibrate, train
 from aignet.cli import eval as eval_
-from aignet.cli.common import document_defaults
+from aignet.cli.common import Parser, document_defaults
 
 COMMANDS = (models, info, bench, train, eval_, recalibrate, analyze, demo, attack)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-command per module of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
-        prog="aignet", description="Convolutional Networks with Adaptive Inference Graphs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="aignet",
+                    description="Convolutional Networks with Adaptive Inference Graphs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
         command.add(sub)
     for command_parser in sub.choices.values():

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from aignet.cli.common import add_command
+from aignet.cli.common import add_command, positive_int
 
 EXAMPLE = "aignet analyze runs/demo/aig/last.pt --compare runs/demo/baseline/last.pt"
 
@@ -19,8 +19,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--groups", default=None, help="JSON mapping class (name or index) -> group")
     p.add_argument("--compare", nargs="*", default=[], help="more checkpoints for accuracy vs MACs")
-    p.add_argument("--limit", type=int, default=None, help="analyse the first N test images")
-    p.add_argument("--sweep-images", type=int, default=2000,
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="analyse the first N test images")
+    p.add_argument("--sweep-images", type=positive_int, default=2000,
                    help="test images used by the threshold sweep")
     p.add_argument("--json", action="store_true", help="print the key numbers as JSON")
     p.set_defaults(handler=run)

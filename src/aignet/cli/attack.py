@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from aignet.cli.common import add_command
+from aignet.cli.common import add_command, positive_int
 
 EXAMPLE = "aignet attack runs/demo/aig/last.pt runs/demo/baseline/last.pt --limit 200"
 
@@ -28,15 +28,16 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", type=_float_list, default=[0.0, 0.005, 0.01, 0.02, 0.03],
                    help="L-inf budgets in [0, 1] pixel scale")
     p.add_argument("--jpeg", type=int, default=75, help="JPEG quality of the defence")
-    p.add_argument("--eot", type=int, default=4, help="gate samples per EOT gradient (1: off)")
-    p.add_argument("--pgd-steps", type=int, default=5)
+    p.add_argument("--eot", type=positive_int, default=4,
+                   help="gate samples per EOT gradient (1: off)")
+    p.add_argument("--pgd-steps", type=positive_int, default=5)
     p.add_argument("--gate-eps", type=float, default=None,
                    help="epsilon of the rate and gate attacks (default: the largest --eps)")
     p.add_argument("--modes", default="deterministic,stochastic",
                    help="inference modes of the AIG models")
     p.add_argument("--group", default=None, help="class group for the before/after rates")
-    p.add_argument("--limit", type=int, default=500, help="test images attacked")
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--limit", type=positive_int, default=500, help="test images attacked")
+    p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print attack.json")
     p.set_defaults(handler=run)

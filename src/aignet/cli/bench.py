@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from aignet.cli.common import add_command
+from aignet.cli.common import add_command, positive_int
 
 EXAMPLE = "aignet bench --model aig_resnet110_cifar --rate 0.6 --batch-sizes 1,32,256"
 
@@ -29,7 +29,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=0.6,
                    help="fraction of images that opens each gate (calibrated)")
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 32, 256])
-    p.add_argument("--reps", type=int, default=9, help="timed repetitions (median reported)")
+    p.add_argument("--reps", type=positive_int, default=9,
+                   help="timed repetitions (median reported)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

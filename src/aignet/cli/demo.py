@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aignet.cli.common import add_command
+from aignet.cli.common import add_command, positive_int
 
 EXAMPLE = "aignet demo --epochs 2"
 
@@ -15,7 +15,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--data", default="fashion-mnist", choices=("fashion-mnist", "cifar10"))
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the recipe's epochs")
     p.set_defaults(handler=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from aignet.cli.common import add_command
+from aignet.cli.common import add_command, positive_int
 
 EXAMPLE = "aignet eval --pretrained aig_resnet56_cifar/cifar10 --data-dir ../shared/data"
 
@@ -24,8 +24,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=INFERENCE_MODES, default="deterministic")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--execution", choices=("sparse", "masked"), default="sparse")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="evaluate the first N images only")
     p.add_argument("--no-fuse", action="store_true", help="run the unfused model")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--device", default="auto")

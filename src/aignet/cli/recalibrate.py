@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from aignet.cli.common import add_command
+from aignet.cli.common import add_command, positive_int
 
 EXAMPLE = "aignet recalibrate runs/aig56/last.pt --out runs/aig56/recalibrated.pt"
 
@@ -19,7 +19,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="a training checkpoint")
     p.add_argument("--out", required=True, help="the new checkpoint (must not exist)")
     p.add_argument("--data-dir", default=None, help="data directory (default: the run's)")
-    p.add_argument("--images", type=int, default=10000,
+    p.add_argument("--images", type=positive_int, default=10000,
                    help="training images to use (whole batches of 250)")
     p.add_argument("--all-images", action="store_true",
                    help="statistics of every branch over all images (masked), not only the "

@@ -18,7 +18,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.epochs=1 (repeatable)")
     p.add_argument("--data-dir", default=None, help="shortcut for --set data.root=PATH")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="start anew in an OUT that holds a run, moving its files aside into "
+                           "OUT/replaced-<time>/ (nothing is deleted)")
     p.set_defaults(handler=run)
 
 
@@ -30,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides.append(f"data.root={args.data_dir}")
     config = load_config(args.config, overrides)
-    train(config, args.out, resume=args.resume)
+    train(config, args.out, resume=args.resume, overwrite=args.overwrite)
     return 0

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +100,9 @@ def load_arrays(name: str, root: str | Path | None = None) -> ImageArrays:
         raise ValueError(f"data set {name} needs a directory: pass --data-dir (or data.root)")
     cache = _cache_path(name, Path(root))
     if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            return ImageArrays(z["train_images"], z["train_labels"], z["test_images"],
-                               z["test_labels"], [str(c) for c in z["classes"]])
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
     arrays = spec.reader(root)
     if cache is not None:
         _write_cache(cache, arrays)
@@ -115,6 +117,19 @@ def _cache_path(name: str, root: Path) -> Path | None:
     key = hashlib.sha256(repr((name, str(root.resolve()), stats)).encode()).hexdigest()[:16]
     base = Path(os.environ.get("AIGNET_CACHE", Path.home() / ".cache" / "aignet"))
     return base / f"{name}-{key}.npz"
+
+
+def _read_cache(path: Path) -> ImageArrays | None:
+    """The cached arrays, or None (with a note) after discarding an unreadable cache file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return ImageArrays(z["train_images"], z["train_labels"], z["test_images"],
+                               z["test_labels"], [str(c) for c in z["classes"]])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        print(f"note: discarding the corrupt data cache {path} ({type(err).__name__}); "
+              "decoding the data set again", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _write_cache(path: Path, arrays: ImageArrays) -> None:

@@ -14,6 +14,8 @@ from aignet.data.arrays import ImageArrays, require_dir
 from aignet.data.safe_pickle import safe_load
 
 CIFAR_SIDE = 32
+# Every file of the official CIFAR-10 binary layout holds exactly this many images.
+CIFAR_BATCH_RECORDS = 10000
 _RECORD = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE  # label byte + planar RGB pixels
 _BINARY_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 _BINARY_TEST = "test_batch.bin"
@@ -51,6 +53,10 @@ def _read_binary_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: {raw.size} bytes is not a whole number of {_RECORD}-byte "
                          "CIFAR-10 records (truncated or corrupt file)")
     records = raw.reshape(-1, _RECORD)
+    expected = CIFAR_BATCH_RECORDS  # read at call time (tests use small files)
+    if len(records) != expected:
+        raise ValueError(f"{path}: {len(records)} records, expected {expected} "
+                         "(truncated or corrupt file; replace it from the official archive)")
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
         raise ValueError(f"{path}: label {labels.max()} outside 0-9 (not a CIFAR-10 file?)")

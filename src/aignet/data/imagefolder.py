@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from aignet.data.arrays import require_dir
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP, RESIZE = 224, 256
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff", ".JPEG"}
+# Matched without case: .JPG, .Png ... count too.
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
 
 
 def scan_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
@@ -33,12 +33,28 @@ def scan_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
         raise FileNotFoundError(f"{root} has no class sub-folders (expected root/<class>/*.jpg)")
     samples = []
     for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.suffix in EXTENSIONS)
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in EXTENSIONS)
         if not files:
             raise ValueError(f"class folder {root / name} holds no images "
                              f"({', '.join(sorted(EXTENSIONS))})")
         samples += [(p, index) for p in files]
     return samples, classes
+
+
+def to_rgb8(img):
+    """An 8-bit RGB copy of a Pillow image of any mode.
+
+    16-bit grayscale (modes I;16 and I, as Pillow opens 16-bit PNGs) is scaled from 0-65535 to
+    0-255 first: ``convert("RGB")`` clips it, turning most of such an image white.
+    """
+    if img.mode.startswith("I"):
+        from PIL import Image
+
+        array = np.asarray(img).astype(np.int64)
+        if img.mode.startswith("I;16") or array.max() > 255:
+            array = array >> 8  # the 16-bit range onto 8 bits
+        img = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+    return img.convert("RGB")
 
 
 class ImageFolder(Dataset):
@@ -51,19 +67,19 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+
     def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
         from PIL import Image, UnidentifiedImageError
 
         path, label = self.samples[i]
         try:
             with Image.open(path) as img:
-                img = img.convert("RGB")
+                img = to_rgb8(img)
                 img = random_resized_crop(img) if self.train else center_crop(img)
         except (OSError, UnidentifiedImageError, ValueError) as err:
             if self.strict:
                 raise ValueError(f"cannot decode {path}: {err}") from None
-            warnings.warn(f"skipping undecodable image {path}: {err}", stacklevel=2)
-            return None
+            return None  # counted by the loader, reported in the log and at the end of the run
         if self.train and random.random() < 0.5:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         array = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()

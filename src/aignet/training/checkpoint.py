@@ -51,6 +51,8 @@ def load_safe(path: str | os.PathLike, map_location: str | torch.device = "cpu")
 
 # -- the training checkpoint format and trained models ------------------------------------------
 CHECKPOINT_FORMAT = "aignet-checkpoint-v1"
+# The files of a run folder (``aignet train --out``).
+RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "config.yaml")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

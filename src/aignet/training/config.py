@@ -1,16 +1,22 @@
 """Typed training configuration: defaults are the papers' CIFAR recipe; YAML files and
 ``--set section.key=value`` overrides on top; validated before anything runs.
+
+Types are checked and converted by pydantic dataclasses (validate on assignment): ``1e-3``,
+which YAML reads as a string, becomes a float; ``optim.lr: fast`` is refused with the key named.
+Ranges and choices are checked by :func:`validate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from aignet.data import DATASETS
 from aignet.nn.gates import INFERENCE_MODES, TRAIN_MODES
@@ -19,6 +25,8 @@ SCHEDULES = ("step", "cosine")
 # The recipes shipped inside the package (configs/ in a checkout links here).
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 AMP_MODES = ("none", "bf16", "fp16")
+# Every section converts and checks the type of a value when it is assigned.
+dataclass = pydantic_dataclass(config=ConfigDict(validate_assignment=True, extra="forbid"))
 
 
 @dataclass
@@ -129,8 +137,13 @@ def _merge(section: Any, values: dict, prefix: str) -> None:
         current = getattr(section, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, f"{prefix}{key}.")
-        else:
+            continue
+        try:
             setattr(section, key, value)
+        except ValidationError as err:
+            problem = err.errors()[0]["msg"]
+            raise ValueError(f"config key {prefix}{key}: {problem[0].lower()}{problem[1:]}, "
+                             f"got {value!r}") from None
 
 
 def from_dict(values: dict | None) -> Config:
@@ -234,6 +247,17 @@ def validate(config: Config) -> None:
                                      f"{t.eval_threshold}"),
         (t.save_every_steps >= 0, "train.save_every_steps must be >= 0"),
         (d.batch_size >= 1 and d.val_batch_size >= 1, "data batch sizes must be >= 1"),
+        (d.limit_train is None or d.limit_train >= 1,
+         f"data.limit_train must be >= 1 (or null: all images), got {d.limit_train}"),
+        (d.limit_val is None or d.limit_val >= 1,
+         f"data.limit_val must be >= 1 (or null: all images), got {d.limit_val}"),
+        (d.workers >= 0, f"data.workers must be >= 0, got {d.workers}"),
+        (t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}"),
+        (t.threads is None or t.threads >= 1,
+         f"train.threads must be >= 1 (or null: torch's default), got {t.threads}"),
+        (0 <= loss.label_smoothing < 1,
+         f"loss.label_smoothing must be in [0, 1), got {loss.label_smoothing}"),
+        (o.min_lr >= 0, f"optim.min_lr must be >= 0, got {o.min_lr}"),
         (d.name in DATASETS, f"unknown data set {d.name!r}; choose one of {', '.join(DATASETS)}"),
         (loss.gate_mode in TRAIN_MODES,
          f"unknown loss.gate_mode {loss.gate_mode!r}; choose one of {TRAIN_MODES}"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from aignet.nn.losses import AIGLoss, annealed_targets
 from aignet.training import distributed
 from aignet.training.checkpoint import (
     CHECKPOINT_FORMAT,
+    RUN_FILES,
     build_model,
     load_checkpoint,
     load_model,
@@ -155,13 +158,18 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
     return run
 
 
-def train(config: Config, out: str | Path, resume: bool = False) -> dict:
+def train(config: Config, out: str | Path, resume: bool = False,
+          overwrite: bool = False) -> dict:
     """Train as configured, writing ``last.pt``, ``best.pt``, ``log.jsonl``, ``config.yaml``.
+
+    A folder that already holds a run is refused unless ``resume`` (continue it) or
+    ``overwrite`` (move its files aside into ``OUT/replaced-<time>/``, never deleting them).
 
     Returns:
         The last epoch's log entry.
     """
     out = Path(out)
+    prepare_run_dir(out, resume, overwrite)
     run = setup_run(config, out, resume)
     try:
         if run.info.is_main:
@@ -176,6 +184,9 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict:
             stats = train_one_epoch(run, epoch)
             entry = {"epoch": epoch + 1, "step": run.state.global_step, **stats,
                      "epoch_time_s": round(time.perf_counter() - start, 2)}
+            skipped = getattr(run.data.train, "skipped", 0)
+            if skipped:  # undecodable images of an image folder, since the run (re)started
+                entry["skipped_images"] = skipped
             last = epoch + 1 == config.train.epochs
             if (epoch + 1) % config.train.eval_every == 0 or last:
                 entry.update(validate(run, profile))
@@ -187,6 +198,36 @@ def train(config: Config, out: str | Path, resume: bool = False) -> dict:
         return entry
     finally:
         distributed.cleanup(run.info)
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Check ``out`` before anything runs: never replace a run by accident.
+
+    A fresh run needs a folder without run files (or ``overwrite``, which moves them aside);
+    ``resume`` needs ``last.pt``. Temporary files of an interrupted save are removed.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the run")
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {out / 'last.pt'}; drop "
+                                    "--resume to start a new run there")
+    elif existing and not overwrite:
+        raise FileExistsError(f"{out} already holds a run ({', '.join(existing)}); continue it "
+                              "with --resume, choose a fresh --out, or pass --overwrite to move "
+                              "the old files aside")
+    if os.environ.get("RANK", "0") != "0":  # files are rank 0's
+        return
+    for stale in out.glob(".*.tmp") if out.is_dir() else ():
+        stale.unlink()
+        print(f"note: removed {stale.name}, left by an interrupted save", file=sys.stderr)
+    if existing and overwrite and not resume:
+        aside = out / time.strftime("replaced-%Y%m%d-%H%M%S")
+        aside.mkdir()
+        for name in existing:
+            (out / name).rename(aside / name)
+        print(f"note: moved the previous run's files to {aside}", file=sys.stderr)
 
 
 def train_one_epoch(run: Run, epoch: int) -> dict:
@@ -298,11 +339,22 @@ def _epoch_line(e: dict) -> str:
         text += (f" | val top-1 err {e['val_top1_error']:.4f} MACs "
                  f"{e['val_macs_mean'] / 1e6:.1f}M ({e['val_mac_ratio']:.3f} of dense) "
                  f"blocks {e['val_executed_blocks_mean']:.1f}")
+    if e.get("skipped_images"):
+        text += f" | {e['skipped_images']} undecodable images skipped so far"
     return text + f" | {e['epoch_time_s']:.0f}s"
 
 
 def save_checkpoint(run: Run, path: Path) -> None:
-    """Atomically write model, optimiser, schedule, state, RNG states, config and log."""
+    """Atomically write model, optimiser, schedule, state, RNG states, config and log.
+
+    Weights that are no longer finite are never written: the previous checkpoint stays.
+    """
+    bad = [k for k, v in run.model.state_dict().items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FloatingPointError(
+            f"non-finite weights ({bad[0]}) at step {run.state.global_step}; not saved, "
+            f"{path} keeps the last good checkpoint; lower optim.lr or disable train.amp")
     rng = distributed.gather_objects(_rng_state(), run.info)
     if not run.info.is_main:
         return
@@ -325,6 +377,7 @@ def restore(run: Run, path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
     ckpt = load_checkpoint(path)
+    check_resumable(ckpt["config"], run.config.to_dict(), path)
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
@@ -337,6 +390,35 @@ def restore(run: Run, path: Path) -> None:
         raise ValueError(f"{path} was written by {len(rng)} processes; resume with the same "
                          f"number (got {run.info.world})")
     _set_rng_state(rng[run.info.rank])
+
+
+# Settings a resumed run must share with the checkpoint: they change what the weights, the
+# step counter or the batch order mean. Everything else may change (and is reported).
+RESUME_FIXED = ("model.name", "model.target_rates", "model.kwargs", "data.name",
+                "data.batch_size", "data.limit_train", "loss.gate_mode", "train.seed")
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key != "kwargs":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(saved: dict, current: dict, path: Path) -> None:
+    """Refuse a resume whose config changes a :data:`RESUME_FIXED` setting; note the others."""
+    old, new = _flat(saved), _flat(current)
+    changed = [k for k in new if k in old and old[k] != new[k]]
+    fixed = [k for k in changed if k in RESUME_FIXED]
+    if fixed:
+        k = fixed[0]
+        raise ValueError(f"--resume: {k} is {new[k]!r} but {path} was trained with {old[k]!r}; "
+                         f"resume with the same value or start a new run in a fresh --out")
+    for k in changed:
+        print(f"note: resuming with {k} changed from {old[k]!r} to {new[k]!r}", file=sys.stderr)
 
 
 def _rng_state() -> dict:
