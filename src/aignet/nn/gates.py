@@ -161,6 +161,8 @@ class Gate(GateBase):
     def __init__(self, in_channels: int, hidden: int = DEFAULT_HIDDEN,
                  init_rate: float = DEFAULT_INIT_RATE, momentum: float = 0.1) -> None:
         super().__init__(init_rate, momentum)
+        if hidden < 1:
+            raise ValueError(f"gate hidden width (gate_hidden) must be >= 1, got {hidden}")
         # fc1 has no bias: the BatchNorm that follows would cancel it.
         self.fc1 = nn.Linear(in_channels, hidden, bias=False)
         self.bn = nn.BatchNorm1d(hidden)
