@@ -19,9 +19,9 @@ from aignet.analysis import stats as analysis
 from aignet.analysis.evaluation import evaluate_checkpoint
 from aignet.analysis.groups import class_to_group, default_groups, load_groups
 from aignet.analysis.report import Figure, Section, table, write_report
-from aignet.data import build_data
 from aignet.engine.inference import Predictor
 from aignet.training.checkpoint import load_model, trained_config
+from aignet.training.config import build_configured_data
 from aignet.training.evaluate import topk_errors
 
 SWEEP_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
@@ -86,9 +86,7 @@ def analyze(checkpoint: str | Path, out: str | Path, *, data_dir: str | None = N
         default_groups(config.data.name, classes) or {"all classes": list(classes)}
     class_group = class_to_group(groups, classes)
     group_names = list(groups)
-    data = build_data(config.data.name, data_dir or config.data.root,
-                      config.data.val_batch_size, limit_val=limit, limit_train=1,
-                      workers=config.data.workers)
+    data = build_configured_data(config.data, data_dir, limit_val=limit, limit_train=1)
     predictor = Predictor(model, channels_last=True)
     logits, gates, labels = _collect(predictor, data.val.iter_from(0))
     profile = predictor.profile(info["input_size"], info["input_size"])

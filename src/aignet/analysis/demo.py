@@ -12,9 +12,8 @@ from pathlib import Path
 
 from aignet.analysis.analyze import analyze, measure_speedup
 from aignet.analysis.evaluation import evaluate_checkpoint
-from aignet.data import build_data
 from aignet.training.checkpoint import load_checkpoint, load_model, trained_config
-from aignet.training.config import RECIPES_DIR, load_config
+from aignet.training.config import RECIPES_DIR, build_configured_data, load_config
 from aignet.training.train import train
 
 RECIPES = {
@@ -88,7 +87,7 @@ def _speed(aig_ckpt: Path, base_ckpt: Path, data_dir: str | None) -> dict:
     aig = load_model(str(aig_ckpt))
     config = trained_config(aig)
     base = load_model(str(base_ckpt))
-    data = build_data(config.data.name, data_dir or config.data.root, 256, limit_train=1)
+    data = build_configured_data(config.data, data_dir, val_batch_size=256, limit_train=1)
     images = next(data.val.iter_from(0))[0]
     return measure_speedup(aig, images, dense_model=base)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from aignet.data import build_data
 from aignet.engine.inference import Predictor
 from aignet.engine.recalibrate import recalibrate_bn
 from aignet.nn.gates import evaluates_gates, set_gate_mode
 from aignet.nn.target_rates import check_rate
 from aignet.training.checkpoint import load_checkpoint, load_model, save_atomic, trained_config
+from aignet.training.config import build_configured_data
 from aignet.training.distributed import resolve_device
 from aignet.training.evaluate import evaluate
 
@@ -27,10 +27,9 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "
     dev = resolve_device(device)
     model = load_model(path, dev)
     config, info = trained_config(model), model.pretrained_cfg
-    data = build_data(config.data.name, data_dir or config.data.root,
-                      batch_size or config.data.val_batch_size, device=dev,
-                      channels_last=channels_last, limit_val=limit, limit_train=1,
-                      workers=config.data.workers)
+    data = build_configured_data(config.data, data_dir, device=dev, channels_last=channels_last,
+                                 val_batch_size=batch_size or config.data.val_batch_size,
+                                 limit_val=limit, limit_train=1)
     generator = torch.Generator(device=dev).manual_seed(seed) if mode == "stochastic" else None
     predictor = Predictor(model, mode=mode, threshold=threshold, execution=execution,
                           fused=fused, channels_last=channels_last, generator=generator)
@@ -73,9 +72,8 @@ def recalibrate_checkpoint(path: str, out: str, *, data_dir: str | None = None,
     model = load_model(path, dev)
     config = trained_config(model)
     set_gate_mode(model, inference="deterministic", threshold=threshold)
-    data = build_data(config.data.name, data_dir or config.data.root, batch_size, device=dev,
-                      augment=False, limit_train=images, limit_val=1,
-                      workers=config.data.workers)
+    data = build_configured_data(config.data, data_dir, batch_size, device=dev, augment=False,
+                                 limit_train=images, limit_val=1)
     seen = recalibrate_bn(model, data.train.iter_from(0), executed_only=executed_only)
     ckpt = load_checkpoint(path)
     ckpt["model"] = model.state_dict()

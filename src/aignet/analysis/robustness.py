@@ -34,11 +34,12 @@ from aignet.analysis.attacks import (
 )
 from aignet.analysis.groups import class_to_group, default_groups
 from aignet.analysis.report import Figure, Section, table, write_report
-from aignet.data import build_data, normalization
+from aignet.data import normalization
 from aignet.engine.flops import profile_macs
 from aignet.engine.record import ExecutionRecord
 from aignet.nn.gates import evaluates_gates, set_gate_mode
 from aignet.training.checkpoint import load_model, trained_config
+from aignet.training.config import build_configured_data
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ class AttackSettings:
 
 def _images(config, info: dict, data_dir: str | None, limit: int, batch: int):
     """The first ``limit`` test images in [0, 1] pixel space, with labels, in batches."""
-    data = build_data(config.data.name, data_dir or config.data.root, batch, limit_val=limit,
-                      limit_train=1, workers=config.data.workers)
+    data = build_configured_data(config.data, data_dir, val_batch_size=batch, limit_val=limit,
+                                 limit_train=1)
     mean, std = info.get("mean") or None, info.get("std") or None
     if mean is None:  # a checkpoint from before DataInfo carried its normalisation
         mean, std = normalization(config.data.name)

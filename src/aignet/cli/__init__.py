@@ -1,7 +1,7 @@
 """The ``aignet`` command line: one module per command, each a thin layer over a public
 function (``aignet.cli.<command>.add`` builds its parser, ``run`` executes it).
 
-    aignet models | info | bench | train | eval | recalibrate | analyze | demo | attack
+    aignet models | info | bench | train | eval | recalibrate | predict | analyze | demo | attack
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from aignet.cli import analyze, attack, bench, demo, info, models, recalibrate, train
+from aignet.cli import analyze, attack, bench, demo, info, models, predict, recalibrate, train
 from aignet.cli import eval as eval_
 from aignet.cli.common import Parser, document_defaults
 
-COMMANDS = (models, info, bench, train, eval_, recalibrate, analyze, demo, attack)
+COMMANDS = (models, info, bench, train, eval_, recalibrate, predict, analyze, demo, attack)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,14 @@ import torch
 
 from aignet.data.arrays import ImageArrays
 from aignet.data.cifar import read_cifar10, read_cifar100
-from aignet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, FolderLoader, ImageFolder
+from aignet.data.folder_arrays import (
+    IN_MEMORY_MAX_SIZE,
+    channel_stats,
+    first_image_size,
+    read_folder_arrays,
+    split_samples,
+)
+from aignet.data.imagefolder import CROP, IMAGENET_MEAN, IMAGENET_STD, FolderLoader, ImageFolder
 from aignet.data.mnist import read_fashion_mnist, read_mnist
 from aignet.data.tensor_loader import Augment, TensorLoader
 
@@ -144,11 +151,20 @@ def _write_cache(path: Path, arrays: ImageArrays) -> None:
         pass  # a read-only home only costs the decoding next time
 
 
+@dataclass(frozen=True)
+class FolderOptions:
+    """How an image folder is read (``data.image_size``, ``data.val_fraction``)."""
+
+    image_size: int | None = None  # None: the first image's size if small, else 224
+    val_fraction: float = 0.0  # hold-out of train/ when there is no val/
+
+
 def build_data(name: str, root: str | Path | None, batch_size: int, *,
                val_batch_size: int | None = None, augment: bool = True, seed: int = 0,
                rank: int = 0, world: int = 1, device: torch.device | str = "cpu",
                channels_last: bool = False, workers: int = 4, strict: bool = False,
-               limit_train: int | None = None, limit_val: int | None = None) -> Data:
+               limit_train: int | None = None, limit_val: int | None = None,
+               folder: FolderOptions = FolderOptions()) -> Data:
     """Loaders for training and validation (the test split of the small data sets).
 
     Args:
@@ -161,51 +177,89 @@ def build_data(name: str, root: str | Path | None, batch_size: int, *,
         rank, world: distributed slice.
         device: where batches live.
         channels_last: deliver channels_last tensors.
-        workers: DataLoader workers (imagefolder only).
-        strict: fail on undecodable images instead of skipping them (imagefolder only).
-        limit_train, limit_val: use only the first N images (quick runs, tests).
+        workers: DataLoader workers (large image folders).
+        strict: fail on undecodable images instead of skipping them (image folders).
+        limit_train, limit_val: use only the first N images (a random subset of an image
+            folder: its images are shuffled once, seeded).
+        folder: image size and hold-out of an image folder.
     """
     device = torch.device(device)
     val_batch_size = val_batch_size or batch_size
+    common = dict(seed=seed, rank=rank, world=world, device=device, channels_last=channels_last)
     if name == "imagefolder":
-        return _build_folder(root, batch_size, val_batch_size, seed, rank, world, device,
-                             channels_last, workers, strict)
-    arrays = load_arrays(name, root)
-    spec = SPECS[name]
+        if root is None:
+            raise ValueError("imagefolder needs --data-dir pointing at a folder with train/ "
+                             "(and val/, or set data.val_fraction)")
+        root = Path(root)
+        size = folder.image_size or min(first_image_size(root), CROP)
+        if size > IN_MEMORY_MAX_SIZE:
+            return _build_large_folder(root, size, folder.val_fraction, batch_size,
+                                       val_batch_size, workers, strict, limit_train, limit_val,
+                                       common)
+        arrays = _small_folder_arrays(root, size, folder.val_fraction, seed, strict)
+        mean, std = channel_stats(arrays.train_images[:SMALL_FOLDER_STATS_IMAGES])
+        augmentation = Augment(pad=max(1, size // 8), flip=True)
+    else:
+        arrays = load_arrays(name, root)
+        spec = SPECS[name]
+        mean, std, augmentation = spec.mean, spec.std, spec.augment
     train_x, train_y = arrays.train_images[:limit_train], arrays.train_labels[:limit_train]
     val_x, val_y = arrays.test_images[:limit_val], arrays.test_labels[:limit_val]
-    common = dict(mean=spec.mean, std=spec.std, seed=seed, rank=rank, world=world,
-                  device=device, channels_last=channels_last)
-    train = TensorLoader(_tensor(train_x), _tensor(train_y),
-                         batch_size, train=True, augment=spec.augment if augment else None,
+    train = TensorLoader(_tensor(train_x), _tensor(train_y), batch_size, train=True,
+                         augment=augmentation if augment else None, mean=mean, std=std,
                          **common)
-    val = TensorLoader(_tensor(val_x), _tensor(val_y),
-                       val_batch_size, train=False, **common)
+    val = TensorLoader(_tensor(val_x), _tensor(val_y), val_batch_size, train=False, mean=mean,
+                       std=std, **common)
     info = DataInfo(name, len(arrays.classes), train_x.shape[1], train_x.shape[2],
-                    list(arrays.classes), len(train_y), len(val_y), spec.mean, spec.std)
+                    list(arrays.classes), len(train_y), len(val_y), mean, std)
     return Data(train, val, info)
 
 
-def _build_folder(root, batch_size, val_batch_size, seed, rank, world, device, channels_last,
-                  workers, strict) -> Data:
-    if root is None:
-        raise ValueError("imagefolder needs --data-dir pointing at a folder with train/ and val/")
-    root = Path(root)
-    train_set = ImageFolder(root / "train", train=True, strict=strict)
-    val_set = ImageFolder(root / "val", train=False, strict=strict)
-    if train_set.classes != val_set.classes:
-        raise ValueError(f"train/ has {len(train_set.classes)} classes but val/ has "
-                         f"{len(val_set.classes)}; the class folders must match")
-    common = dict(workers=workers, seed=seed, rank=rank, world=world, device=device,
-                  channels_last=channels_last)
-    info = DataInfo("imagefolder", len(train_set.classes), 3, 224, train_set.classes,
-                    len(train_set), len(val_set), IMAGENET_MEAN, IMAGENET_STD)
-    return Data(FolderLoader(train_set, batch_size, train=True, **common),
-                FolderLoader(val_set, val_batch_size, train=False, **common), info)
+# Normalisation statistics of a small folder come from (at most) this many training images.
+SMALL_FOLDER_STATS_IMAGES = 10000
 
 
-__all__ = ["DATASETS", "Data", "DataInfo", "IMAGENET_MEAN", "IMAGENET_STD", "ImageArrays",
-           "normalization",
+def _small_folder_arrays(root: Path, size: int, val_fraction: float, seed: int,
+                         strict: bool) -> ImageArrays:
+    """A small image folder decoded once and cached like the other in-memory data sets."""
+    cache = _cache_path(f"imagefolder-{size}-{val_fraction}-{seed}", root)
+    if cache is not None and cache.is_file():
+        cached = _read_cache(cache)
+        if cached is not None:
+            return cached
+    arrays, skipped = read_folder_arrays(root, size, val_fraction, seed, strict)
+    if skipped:
+        print(f"note: skipped {len(skipped)} undecodable images (first: {skipped[0]})",
+              file=sys.stderr)
+    if cache is not None:
+        _write_cache(cache, arrays)
+    return arrays
+
+
+def _build_large_folder(root, size, val_fraction, batch_size, val_batch_size, workers, strict,
+                        limit_train, limit_val, common) -> Data:
+    """ImageNet-style folders: decoding in DataLoader workers, random-resized crops."""
+    train_samples, val_samples, classes, note = split_samples(root, val_fraction, common["seed"])
+    if note:
+        print(note, file=sys.stderr)
+    rng = np.random.default_rng(common["seed"])
+    if limit_train:
+        train_samples = [train_samples[i] for i in sorted(rng.permutation(len(train_samples))
+                                                          [:limit_train])]
+    if limit_val:
+        val_samples = [val_samples[i] for i in sorted(rng.permutation(len(val_samples))
+                                                      [:limit_val])]
+    train_set = ImageFolder(train_samples, classes, train=True, strict=strict, size=size)
+    val_set = ImageFolder(val_samples, classes, train=False, strict=strict, size=size)
+    info = DataInfo("imagefolder", len(classes), 3, size, classes, len(train_set),
+                    len(val_set), IMAGENET_MEAN, IMAGENET_STD)
+    return Data(FolderLoader(train_set, batch_size, train=True, workers=workers, **common),
+                FolderLoader(val_set, val_batch_size, train=False, workers=workers, **common),
+                info)
+
+
+__all__ = ["DATASETS", "Data", "DataInfo", "FolderOptions", "IMAGENET_MEAN", "IMAGENET_STD",
+           "ImageArrays", "normalization",
            "build_data", "load_arrays"]
 
 

@@ -60,9 +60,10 @@ def to_rgb8(img):
 class ImageFolder(Dataset):
     """Decodes one image per item; returns None for an undecodable file unless ``strict``."""
 
-    def __init__(self, root: Path, train: bool, strict: bool = False) -> None:
-        self.samples, self.classes = scan_folder(root)
-        self.train, self.strict = train, strict
+    def __init__(self, samples: list[tuple[Path, int]], classes: list[str], train: bool,
+                 strict: bool = False, size: int = CROP) -> None:
+        self.samples, self.classes = samples, classes
+        self.train, self.strict, self.size = train, strict, size
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -75,7 +76,8 @@ class ImageFolder(Dataset):
         try:
             with Image.open(path) as img:
                 img = to_rgb8(img)
-                img = random_resized_crop(img) if self.train else center_crop(img)
+                img = random_resized_crop(img, self.size) if self.train else \
+                    center_crop(img, self.size, round(self.size * RESIZE / CROP))
         except (OSError, UnidentifiedImageError, ValueError) as err:
             if self.strict:
                 raise ValueError(f"cannot decode {path}: {err}") from None

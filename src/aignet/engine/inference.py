@@ -70,3 +70,18 @@ class Predictor:
         record = ExecutionRecord.from_gates(out.gates, profile,
                                             gates_evaluated=evaluates_gates(self.mode))
         return Prediction(out.logits, record)
+
+    def classify(self, images: Tensor, top_k: int = 5) -> list[dict]:
+        """Per image: the ``top_k`` (class index, probability) pairs, executed blocks and MACs.
+
+        Args:
+            images: a normalised batch (B, C, H, W).
+            top_k: how many classes to report (at most the number of classes).
+        """
+        logits, record = self(images)
+        probs = logits.float().softmax(dim=1)
+        p, index = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        blocks, macs = record.executed_blocks.tolist(), record.macs.tolist()
+        return [{"top": list(zip(index[i].tolist(), p[i].tolist(), strict=True)),
+                 "executed_blocks": int(blocks[i]), "macs": float(macs[i])}
+                for i in range(len(images))]

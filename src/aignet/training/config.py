@@ -18,7 +18,7 @@ import yaml
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from aignet.data import DATASETS
+from aignet.data import DATASETS, Data, FolderOptions, build_data
 from aignet.nn.gates import INFERENCE_MODES, TRAIN_MODES
 
 SCHEDULES = ("step", "cosine")
@@ -56,6 +56,11 @@ class DataConfig:
     strict: bool = False
     limit_train: int | None = None
     limit_val: int | None = None
+    # Image folders: the side length images are trained at (None: the first image's size when
+    # it is at most 64 pixels, decoded once into memory; else 224, decoded in workers), and the
+    # fraction of train/ held out for validation when the folder has no val/.
+    image_size: int | None = None
+    val_fraction: float = 0.0
 
 
 @dataclass
@@ -175,6 +180,15 @@ def _deep_merge(base: dict, top: dict) -> dict:
     return merged
 
 
+def build_configured_data(d: DataConfig, root: str | None = None, batch_size: int | None = None,
+                          **kwargs) -> Data:
+    """:func:`aignet.data.build_data` for a config's data section; ``root`` and ``batch_size``
+    override the section's, ``kwargs`` go to ``build_data`` (device, limits, seed, ...)."""
+    options = dict(val_batch_size=d.val_batch_size, workers=d.workers, strict=d.strict,
+                   folder=FolderOptions(d.image_size, d.val_fraction))
+    return build_data(d.name, root or d.root, batch_size or d.batch_size, **{**options, **kwargs})
+
+
 def find_recipe(path: str | Path) -> Path:
     """``path`` itself, or else a recipe of that name shipped with aignet (``RECIPES_DIR``)."""
     path = Path(path)
@@ -252,6 +266,11 @@ def validate(config: Config) -> None:
         (d.limit_val is None or d.limit_val >= 1,
          f"data.limit_val must be >= 1 (or null: all images), got {d.limit_val}"),
         (d.workers >= 0, f"data.workers must be >= 0, got {d.workers}"),
+        (d.image_size is None or d.image_size >= 8,
+         f"data.image_size must be >= 8 pixels (or null: automatic), got {d.image_size}"),
+        (0 <= d.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {d.val_fraction}"),
+        (d.name == "imagefolder" or (d.image_size is None and d.val_fraction == 0),
+         f"data.image_size and data.val_fraction apply to image folders, not {d.name}"),
         (t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}"),
         (t.threads is None or t.threads >= 1,
          f"train.threads must be >= 1 (or null: torch's default), got {t.threads}"),

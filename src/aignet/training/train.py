@@ -21,7 +21,7 @@ import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from aignet.data import Data, build_data
+from aignet.data import Data
 from aignet.engine.flops import profile_macs
 from aignet.models.resnet_weights import GATE_KEY, load_resnet_weights
 from aignet.nn.gates import DEFAULT_INIT_RATE, evaluates_gates, set_gate_mode
@@ -36,7 +36,7 @@ from aignet.training.checkpoint import (
     load_safe,
     save_atomic,
 )
-from aignet.training.config import Config
+from aignet.training.config import Config, build_configured_data
 from aignet.training.evaluate import evaluate, topk_correct
 from aignet.training.optim import build_optimizer, build_scheduler
 from aignet.training.progress import Progress
@@ -118,11 +118,10 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
     if config.train.amp == "fp16" and info.device.type != "cuda":
         raise ValueError("train.amp=fp16 needs a GPU; use bf16 on CPU")
     d = config.data
-    data = build_data(d.name, d.root, d.batch_size, val_batch_size=d.val_batch_size,
-                      augment=d.augment, seed=config.train.seed, rank=info.rank,
-                      world=info.world, device=info.device,
-                      channels_last=config.train.channels_last, workers=d.workers,
-                      strict=d.strict, limit_train=d.limit_train, limit_val=d.limit_val)
+    data = build_configured_data(d, augment=d.augment, seed=config.train.seed, rank=info.rank,
+                                 world=info.world, device=info.device,
+                                 channels_last=config.train.channels_last,
+                                 limit_train=d.limit_train, limit_val=d.limit_val)
     if len(data.train) == 0:
         raise ValueError(f"{data.info.train_size} training images make no batch of "
                          f"{d.batch_size}; lower data.batch_size")
