@@ -187,3 +187,18 @@ def test_recalibrate_rewrites_batchnorm_statistics_only(data_dir, tmp_path, caps
     snapshot = out.read_bytes()
     assert main(["recalibrate", str(src), "--out", str(out)]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err and out.read_bytes() == snapshot
+
+
+def test_tensorboard_logs_what_the_log_holds(data_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(load_config(None, _overrides(data_dir, **{"train.epochs": 1,
+                                                    "train.tensorboard": "true"})),
+          tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "val/top1_error", "val/macs_mean", "rates/train/layer_00",
+            "lr/group_0"} <= tags
+    assert events.Scalars("val/top1_error")[0].step == 1

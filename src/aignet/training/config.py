@@ -113,6 +113,7 @@ class TrainConfig:
     eval_mode: str = "deterministic"
     eval_threshold: float = 0.5
     threads: int | None = None
+    tensorboard: bool = False  # also log to OUT/tensorboard/ (the tensorboard extra)
 
 
 @dataclass

@@ -40,6 +40,7 @@ from aignet.training.config import Config, build_configured_data
 from aignet.training.evaluate import evaluate, topk_correct
 from aignet.training.optim import build_optimizer, build_scheduler
 from aignet.training.progress import Progress
+from aignet.training.tensorboard import TensorBoardLog
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Run:
     state: TrainState
     log: list
     teacher: nn.Module | None = None
+    tensorboard: TensorBoardLog | None = None
 
 
 def init_weights(model: nn.Module, path: str) -> list[str]:
@@ -154,6 +156,8 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
               TrainState(), [], teacher)
     if resume:
         restore(run, out / "last.pt")
+    if config.train.tensorboard and info.is_main:
+        run.tensorboard = TensorBoardLog(out)
     return run
 
 
@@ -327,6 +331,8 @@ def finish_epoch(run: Run, entry: dict) -> None:
     if run.info.is_main:
         with open(run.out / "log.jsonl", "a") as f:
             f.write(json.dumps(entry) + "\n")
+        if run.tensorboard is not None:
+            run.tensorboard.write(entry)
         print(_epoch_line(entry), flush=True)
 
 
