@@ -159,3 +159,22 @@ def test_predictor_record_and_summary():
     assert summary["macs_mean"] == pytest.approx(record.macs.mean().item())
     both = aignet.ExecutionRecord.cat([record, record])
     assert len(both) == 20 and both.summary()["macs_mean"] == pytest.approx(summary["macs_mean"])
+
+
+@pytest.mark.parametrize("batch", [1, 7, 32])
+def test_bf16_predictor_keeps_float32_gates_and_agrees_with_fp32(batch):
+    from aignet.nn.gates import iter_gates
+
+    model = warmed_model("aig_resnet20_cifar", 32, spread=0.5)
+    x = torch.randn(batch, 3, 32, 32)
+    fp32 = aignet.Predictor(model, channels_last=True)
+    bf16 = aignet.Predictor(model, channels_last=True, precision="bf16")
+    assert all(p.dtype == torch.float32 for g in iter_gates(bf16.model) for p in g.buffers())
+    assert any(p.dtype == torch.bfloat16 for p in bf16.model.parameters())
+    a, b = fp32(x), bf16(x)
+    assert b.logits.dtype == torch.float32
+    # bf16 features move a few gates that sit on the threshold; nearly all decisions agree.
+    assert (a.record.executed == b.record.executed).float().mean() >= 0.9
+    assert torch.allclose(a.logits, b.logits, atol=0.5, rtol=0.1)
+    with pytest.raises(ValueError, match="unknown precision"):
+        aignet.Predictor(model, precision="int4")

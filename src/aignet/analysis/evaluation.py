@@ -21,7 +21,7 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "
                         threshold: float = 0.5, execution: str = "sparse",
                         batch_size: int | None = None, limit: int | None = None,
                         fused: bool = True, channels_last: bool = True, device: str = "auto",
-                        seed: int = 0) -> dict:
+                        seed: int = 0, precision: str = "fp32") -> dict:
     """Evaluate a checkpoint on its data set's validation split; returns plain data."""
     check_rate(threshold, "--threshold")
     dev = resolve_device(device)
@@ -32,12 +32,14 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "
                                  limit_val=limit, limit_train=1)
     generator = torch.Generator(device=dev).manual_seed(seed) if mode == "stochastic" else None
     predictor = Predictor(model, mode=mode, threshold=threshold, execution=execution,
-                          fused=fused, channels_last=channels_last, generator=generator)
+                          fused=fused, channels_last=channels_last, generator=generator,
+                          precision=precision)
     profile = predictor.profile(info["input_size"], info["input_size"])
     summary, _ = evaluate(predictor.model, data.val.iter_from(0), profile,
                           gates_evaluated=evaluates_gates(mode))
     return {"checkpoint": str(path), "model": config.model.name, "data": config.data.name,
             "mode": mode, "threshold": threshold, "execution": execution, "fused": fused,
+            "precision": precision,
             "macs_dense": profile.dense, "gated_blocks": sum(getattr(model, "gated", ())),
             **summary, "classes": info["classes"]}
 

@@ -28,6 +28,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, default=None,
                    help="evaluate the first N images only")
     p.add_argument("--no-fuse", action="store_true", help="run the unfused model")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: convolutions in bfloat16 (AMX), gates in float32")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0, help="generator seed (stochastic mode)")
@@ -50,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
                                  mode=args.mode, threshold=args.threshold, execution=args.execution,
                                  batch_size=args.batch_size, limit=args.limit,
                                  fused=not args.no_fuse, channels_last=args.channels_last,
-                                 device=args.device, seed=args.seed)
+                                 device=args.device, seed=args.seed, precision=args.precision)
     print(json.dumps(result, indent=2) if args.json else format_eval(result))
     return 0

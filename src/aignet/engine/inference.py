@@ -19,7 +19,9 @@ from aignet.engine.flops import MacProfile, profile_macs
 from aignet.engine.fuse import eval_copy, fuse
 from aignet.engine.record import ExecutionRecord
 from aignet.nn.blocks import set_execution
-from aignet.nn.gates import evaluates_gates, set_gate_mode
+from aignet.nn.gates import evaluates_gates, iter_gates, set_gate_mode
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 class Prediction(NamedTuple):
@@ -40,15 +42,25 @@ class Predictor:
         fused: fold BatchNorms and collapse gates first (same results, faster).
         channels_last: run in channels_last memory format.
         generator: random generator for the stochastic mode.
+        precision: ``"fp32"``, or ``"bf16"``: convolutions and linear layers in bfloat16 (AMX
+            on recent x86 CPUs), gates still in float32, logits returned in float32.
     """
 
     def __init__(self, model: nn.Module, *, mode: str = "deterministic", threshold: float = 0.5,
                  execution: str = "sparse", fused: bool = True, channels_last: bool = False,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of "
+                             f"{', '.join(PRECISIONS)}")
         self.source = model
         self.mode = mode
         self.channels_last = channels_last
+        self.dtype = PRECISIONS[precision]
         runner = fuse(model, channels_last=channels_last) if fused else eval_copy(model)
+        if self.dtype != torch.float32:
+            runner.to(self.dtype)
+            for gate in iter_gates(runner):  # decisions stay in float32
+                gate.float()
         set_gate_mode(runner, inference=mode, threshold=threshold, generator=generator)
         set_execution(runner, execution)
         self.model = runner
@@ -62,6 +74,7 @@ class Predictor:
         return self._profiles[key]
 
     def __call__(self, images: Tensor) -> Prediction:
+        images = images.to(self.dtype)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -69,7 +82,7 @@ class Predictor:
         profile = self.profile(images.shape[-2], images.shape[-1])
         record = ExecutionRecord.from_gates(out.gates, profile,
                                             gates_evaluated=evaluates_gates(self.mode))
-        return Prediction(out.logits, record)
+        return Prediction(out.logits.float(), record)
 
     def classify(self, images: Tensor, top_k: int = 5) -> list[dict]:
         """Per image: the ``top_k`` (class index, probability) pairs, executed blocks and MACs.
