@@ -17,7 +17,7 @@ def test_every_recipe_loads_and_builds_its_model(path):
 
 
 def test_checkout_configs_folder_is_the_shipped_recipes():
-    checkout = Path(__file__).resolve().parents[1] / "configs"
+    checkout = Path(__file__).resolve().parents[2] / "configs"
     assert sorted(p.name for p in checkout.glob("*.yaml")) == [p.name for p in CONFIGS]
     # A bare name finds the shipped recipe from any directory.
     assert load_config("cifar10_pareto.yaml").train.epochs == 15

@@ -128,7 +128,7 @@ def test_predictor_classify_matches_logits():
 
 
 def test_hubconf_builds_every_model_locally():
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     model = torch.hub.load(str(repo), "aig_resnet20_cifar", source="local", num_classes=5)
     assert model.fc.out_features == 5
     import importlib.util

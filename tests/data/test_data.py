@@ -15,7 +15,7 @@ from aignet.data.tensor_loader import Augment, TensorLoader
 from aignet.data.transforms import random_crop_flip
 from data_factory import write_cifar_binary, write_cifar_python, write_idx_dataset
 
-SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-10-batches-bin"
+SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar-10-batches-bin"
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import aignet
 from aignet.cli import main
 from aignet.models import pretrained
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SHIPPED = pretrained.list_pretrained()
 
 
