@@ -83,6 +83,22 @@ def figure(points: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def markdown(points: list[dict]) -> str:
+    """The points as a Markdown table (what docs/results.md shows)."""
+    def margin(v):
+        return "" if v is None else f"{v:+.2f}"
+    rows = ["| model | T | top-1 error | MACs / image | images/s | training epochs | "
+            "below dense curve, at equal MACs (points) | at equal images/s (points) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        t = "" if p["threshold"] is None else f"{p['threshold']:.1f}"
+        rows.append(f"| {p['model']} | {t} | {100 * p['top1_error']:.2f}% | "
+                    f"{p['macs_mean'] / 1e6:.1f}M | {p['images_per_s']:.0f} | "
+                    f"{p['train_epochs']} | {margin(p['below_dense_macs_points'])} | "
+                    f"{margin(p['below_dense_speed_points'])} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -109,7 +125,7 @@ def main() -> None:
             p[field] = margin
     Path(args.out).write_text(json.dumps(points, indent=1) + "\n")
     figure(points, Path(args.figure))
-    print(json.dumps(points, indent=1))
+    print(markdown(points))
 
 
 if __name__ == "__main__":
