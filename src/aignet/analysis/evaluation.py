@@ -36,7 +36,7 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "
                           precision=precision)
     profile = predictor.profile(info["input_size"], info["input_size"])
     summary, _ = evaluate(predictor.model, data.val.iter_from(0), profile,
-                          gates_evaluated=evaluates_gates(mode))
+                          gates_evaluated=evaluates_gates(mode), total=len(data.val))
     return {"checkpoint": str(path), "model": config.model.name, "data": config.data.name,
             "mode": mode, "threshold": threshold, "execution": execution, "fused": fused,
             "precision": precision,

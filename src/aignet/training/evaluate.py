@@ -12,6 +12,7 @@ from aignet.engine.flops import MacProfile
 from aignet.engine.record import ExecutionRecord
 from aignet.models.resnet import ModelOutput
 from aignet.training.distributed import DistInfo, gather_objects, sum_across
+from aignet.training.progress import Progress
 
 TOPK = (1, 5)
 
@@ -31,7 +32,8 @@ def topk_errors(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = TOPK) -> l
 
 def evaluate(forward: Callable[[Tensor], ModelOutput], batches: Iterable[tuple[Tensor, Tensor]],
              profile: MacProfile, *, gates_evaluated: bool = True,
-             info: DistInfo | None = None) -> tuple[dict, ExecutionRecord]:
+             info: DistInfo | None = None, total: int | None = None,
+             label: str = "eval") -> tuple[dict, ExecutionRecord]:
     """Run ``forward`` (an eval-mode model) over ``batches`` and summarise.
 
     Args:
@@ -40,6 +42,8 @@ def evaluate(forward: Callable[[Tensor], ModelOutput], batches: Iterable[tuple[T
         profile: the model's MAC profile for the input size.
         gates_evaluated: False in the ``expected``/``all`` modes (no gate cost).
         info: distributed context; results are combined over ranks.
+        total: number of batches, for a progress bar (None: no bar).
+        label: the bar's prefix.
 
     Returns:
         (summary dict, ExecutionRecord of this process's images).
@@ -47,8 +51,9 @@ def evaluate(forward: Callable[[Tensor], ModelOutput], batches: Iterable[tuple[T
     info = info or DistInfo()
     counts = torch.zeros(3, dtype=torch.float64)  # images, top-1 hits, top-5 hits
     gates, elapsed = [], 0.0
+    bar = Progress(total, label, enabled=info.is_main) if total else None
     with torch.inference_mode():
-        for images, labels in batches:
+        for step, (images, labels) in enumerate(batches, start=1):
             start = time.perf_counter()
             out = forward(images)
             if out.logits.is_cuda:
@@ -57,6 +62,10 @@ def evaluate(forward: Callable[[Tensor], ModelOutput], batches: Iterable[tuple[T
             hits = topk_correct(out.logits, labels)
             counts += torch.tensor([len(labels), *hits], dtype=torch.float64)
             gates.append(out.gates.float().cpu())
+            if bar is not None:
+                bar.update(step, err=1 - counts[1].item() / counts[0].item())
+    if bar is not None:
+        bar.close()
     if not gates:
         raise ValueError("evaluation data is empty")
     local = ExecutionRecord.from_gates(torch.cat(gates), profile, gates_evaluated)

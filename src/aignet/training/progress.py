@@ -1,52 +1,44 @@
-"""A dependency-free progress line with ETA for long loops (stderr)."""
+"""Progress bars with ETA and execution rate for long loops (tqdm, on stderr)."""
 
 from __future__ import annotations
 
 import sys
-import time
 
-
-def format_seconds(seconds: float) -> str:
-    """``h:mm:ss`` or ``m:ss``."""
-    seconds = int(max(seconds, 0))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+from tqdm import tqdm
 
 
 class Progress:
-    """Progress of ``total`` steps: a redrawn bar on a terminal, else a line every ``every_s``.
+    """Progress of ``total`` steps: tqdm's bar (step, ETA, rate) plus the metrics given.
+
+    On a terminal the bar is redrawn in place; in a log file it is written at most every
+    ``every_s`` seconds.
 
     Args:
         total: steps expected.
         label: prefix, e.g. ``"epoch 3/15"``.
         enabled: False on non-zero ranks.
-        every_s: seconds between lines when stderr is not a terminal.
+        every_s: seconds between updates when stderr is not a terminal.
+        start: steps already done (a resumed epoch).
     """
 
     def __init__(self, total: int, label: str, enabled: bool = True, every_s: float = 10.0,
                  start: int = 0) -> None:
-        self.total, self.label, self.enabled = total, label, enabled
-        self.every_s = every_s
-        self.tty = sys.stderr.isatty()
-        self.start_time = time.perf_counter()
-        self.start_step = start
-        self.last_print = 0.0
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=start, desc=label, disable=not enabled,
+                        file=sys.stderr, mininterval=0.5 if tty else every_s, ascii=not tty,
+                        dynamic_ncols=tty, leave=True)
+        self.step = start
 
     def update(self, step: int, **metrics: float) -> None:
         """Report that ``step`` of ``total`` steps are done, with metrics to show."""
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not self.tty and now - self.last_print < self.every_s and step < self.total:
-            return
-        self.last_print = now
-        done = max(step - self.start_step, 1)
-        eta = (now - self.start_time) / done * (self.total - step)
-        width = 20
-        filled = int(width * step / max(self.total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        text = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        line = f"{self.label} [{bar}] {step}/{self.total} {text} ETA {format_seconds(eta)}"
-        end = "\r" if self.tty and step < self.total else "\n"
-        print(line, end=end, file=sys.stderr, flush=True)
+        if metrics:
+            self.bar.set_postfix({k: f"{float(v):.4g}" for k, v in metrics.items()},
+                                 refresh=False)
+        self.bar.update(step - self.step)
+        self.step = step
+        if step >= self.bar.total:
+            self.bar.close()
+
+    def close(self) -> None:
+        """End the bar early (e.g. a limited evaluation)."""
+        self.bar.close()

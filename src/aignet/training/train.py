@@ -308,7 +308,8 @@ def validate(run: Run, profile) -> dict:
     run.model.eval()
     mode = run.config.train.eval_mode
     summary, _ = evaluate(run.model, run.data.val.iter_from(0), profile,
-                          gates_evaluated=evaluates_gates(mode), info=run.info)
+                          gates_evaluated=evaluates_gates(mode), info=run.info,
+                          total=len(run.data.val), label="validation")
     run.model.train()
     return {"val_" + k: v for k, v in summary.items()}
 
