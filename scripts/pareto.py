@@ -113,7 +113,8 @@ def main() -> None:
     weights = {}
     if args.weights:
         manifest = json.loads(Path(args.weights).read_text())
-        weights = {m["model"]: m["file"] for m in manifest["models"]}
+        folder = Path(args.weights).parent
+        weights = {m["model"]: str(folder / m["file"]) for m in manifest["models"]}
     points = [point(p, "dense", None, args.data_dir, weights) for p in args.dense]
     for path in args.aig:
         for t in args.thresholds.split(","):
