@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ship_weights import portable
 
 from aignet.analysis.evaluation import evaluate_checkpoint
 from aignet.training.checkpoint import load_checkpoint, total_epochs
@@ -36,7 +37,7 @@ def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
             "images_per_s": r["images_per_s"],
             "train_epochs": total_epochs(load_checkpoint(path)["config"]),
             "test_images": r["images"], "weights": weights.get(r["model"]),
-            "checkpoint": str(path)}
+            "checkpoint": portable(str(path))}
 
 
 def below_dense(points: list[dict], x_key: str) -> list[float | None]:

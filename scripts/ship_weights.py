@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+from pathlib import Path
 
 from aignet.analysis.evaluation import evaluate_checkpoint
 from aignet.models.pretrained import export_weights
@@ -27,12 +28,34 @@ def commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def portable(path: str | None) -> str | None:
+    """A path as the README writes it (``runs/NAME/last.pt``, ``../shared/data``), without the
+    folders of the machine that trained the weights."""
+    if not path:
+        return path
+    parts = Path(path).parts
+    for anchor in ("runs", "shared"):
+        if anchor in parts:
+            rest = Path(*parts[parts.index(anchor):])
+            return str(rest if anchor == "runs" else Path("..") / rest)
+    return Path(path).name
+
+
+def portable_config(config: dict) -> dict:
+    """The training config with its paths made :func:`portable`."""
+    config = json.loads(json.dumps(config))
+    config["model"]["init_from"] = portable(config["model"].get("init_from"))
+    config["loss"]["distill_from"] = portable(config["loss"].get("distill_from"))
+    config["data"]["root"] = portable(config["data"].get("root"))
+    return config
+
+
 def ship(path: str, tag: str, data_dir: str | None) -> dict:
     """Export one checkpoint, evaluate the exported weights, record the numbers."""
     ckpt = load_checkpoint(path)
-    entry = {"model": ckpt["config"]["model"]["name"], "config": ckpt["config"],
+    entry = {"model": ckpt["config"]["model"]["name"], "config": portable_config(ckpt["config"]),
              "data_info": ckpt["data_info"], "train_epochs": total_epochs(ckpt["config"]),
-             "commit": commit(), "source_checkpoint": str(path), "threshold": 0.5,
+             "commit": commit(), "source_checkpoint": portable(str(path)), "threshold": 0.5,
              "top1_error": None, "macs_mean": None}
     entry = export_weights(ckpt["model"], entry, tag)
     name = f"{entry['model']}/{tag}"
