@@ -110,16 +110,28 @@ def main() -> None:
     parser.add_argument("--weights", help="manifest of shipped weights (model -> file)")
     parser.add_argument("--out", default="results/cifar10_pareto.json")
     parser.add_argument("--figure", default="docs/cifar10_pareto.png")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the points of --out already measured (same checkpoint and "
+                             "threshold) and evaluate only the new ones")
     args = parser.parse_args()
     weights = {}
     if args.weights:
         manifest = json.loads(Path(args.weights).read_text())
         folder = Path(args.weights).parent
         weights = {m["model"]: str(folder / m["file"]) for m in manifest["models"]}
-    points = [point(p, "dense", None, args.data_dir, weights) for p in args.dense]
+    known = {}
+    if args.reuse and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text())
+        known = {(p["checkpoint"], p["threshold"]): p for p in old}
+
+    def measured(path: str, kind: str, threshold: float | None) -> dict:
+        key = (portable(str(path)), threshold)
+        return known.get(key) or point(path, kind, threshold, args.data_dir, weights)
+
+    points = [measured(p, "dense", None) for p in args.dense]
     for path in args.aig:
         for t in args.thresholds.split(","):
-            points.append(point(path, "aig", float(t), args.data_dir, weights))
+            points.append(measured(path, "aig", float(t)))
             print(json.dumps(points[-1]), flush=True)
     for key, field in (("macs_mean", "below_dense_macs_points"),
                        ("images_per_s", "below_dense_speed_points")):
