@@ -23,13 +23,18 @@ from aignet.engine.inference import Predictor
 from aignet.training.checkpoint import load_model, trained_config
 from aignet.training.config import build_configured_data
 from aignet.training.evaluate import topk_errors
+from aignet.training.progress import Progress
 
 SWEEP_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
-def _collect(predictor: Predictor, batches, limit: int | None = None):
+def _collect(predictor: Predictor, batches, limit: int | None = None,
+             total: int | None = None, label: str = "analyze"):
     logits, gates, labels, seen = [], [], [], 0
-    for images, y in batches:
+    bar = Progress(total, label) if total else None
+    for step, (images, y) in enumerate(batches, start=1):
+        if bar is not None:
+            bar.update(step)
         out = predictor(images)
         logits.append(out.logits.float().cpu())
         gates.append(out.record.gates)
@@ -88,7 +93,7 @@ def analyze(checkpoint: str | Path, out: str | Path, *, data_dir: str | None = N
     group_names = list(groups)
     data = build_configured_data(config.data, data_dir, limit_val=limit, limit_train=1)
     predictor = Predictor(model, channels_last=True)
-    logits, gates, labels = _collect(predictor, data.val.iter_from(0))
+    logits, gates, labels = _collect(predictor, data.val.iter_from(0), total=len(data.val))
     profile = predictor.profile(info["input_size"], info["input_size"])
     result = _numbers(model, logits, gates, labels, profile, classes, class_group, group_names)
     result["sweep"] = _sweep(model, data, profile, sweep_images)

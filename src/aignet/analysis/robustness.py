@@ -40,6 +40,7 @@ from aignet.engine.record import ExecutionRecord
 from aignet.nn.gates import evaluates_gates, set_gate_mode
 from aignet.training.checkpoint import load_model, trained_config
 from aignet.training.config import build_configured_data
+from aignet.training.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ def _curves(ev: Evaluator, batches, s: AttackSettings, stochastic: bool) -> dict
     gen = torch.Generator().manual_seed(s.seed)
     curves = {k: [] for k in ("fgsm", "fgsm_jpeg", "pgd", "pgd_jpeg", "fgsm_eot",
                               "fgsm_eot_jpeg", "pgd_eot")}
+    bar = None
     for eps in s.eps:
         runs = {"fgsm": lambda x, y, e=eps: fgsm(ev.forward, ev.model, x,
                                                  cross_entropy_objective(y), e),
@@ -117,9 +119,12 @@ def _curves(ev: Evaluator, batches, s: AttackSettings, stochastic: bool) -> dict
                                                       cross_entropy_objective(y), e,
                                                       s.pgd_steps, samples=s.eot,
                                                       generator=gen)
+        if bar is None:
+            bar = Progress(len(s.eps) * len(runs), f"attack ({ev.mode})")
         for name, attack in runs.items():
             ev.reseed()
             adversarial = _attack_all(ev, batches, attack)
+            bar.update(bar.step + 1)
             curves[name].append(ev.accuracy(adversarial))
             if f"{name}_jpeg" in curves:
                 jpeg = [(jpeg_roundtrip(x, s.jpeg_quality)[0], y) for x, y in adversarial]
