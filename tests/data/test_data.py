@@ -176,7 +176,7 @@ def test_build_data_shapes_and_normalisation(tmp_path):
 def test_imagefolder_decodes_and_skips_bad_images(tmp_path):
     from PIL import Image
 
-    from aignet.data.imagefolder import ImageFolder, collate_skipping
+    from aignet.data.imagefolder import ImageFolder, collate_skipping, scan_folder
 
     for split in ("train", "val"):
         for cls in ("cat", "dog"):
@@ -192,7 +192,7 @@ def test_imagefolder_decodes_and_skips_bad_images(tmp_path):
     assert seen + data.train.skipped == 4  # one batch of 4 (drop_last), broken ones skipped
     x, _ = next(iter(data.val))
     assert x.shape[1:] == (3, 224, 224)
-    strict = ImageFolder(tmp_path / "train", train=True, strict=True)
+    strict = ImageFolder(*scan_folder(tmp_path / "train"), train=True, strict=True)
     broken = [i for i, (p, _) in enumerate(strict.samples) if p.name == "broken.jpg"][0]
     with pytest.raises(ValueError, match="cannot decode"):
         strict[broken]

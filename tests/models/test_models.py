@@ -96,7 +96,7 @@ def test_all_mode_equals_plain_resnet_with_copied_weights(plain, gated, size):
 def test_expected_mode_scales_each_branch_by_its_tracked_rate():
     model = aignet.create_model("aig_resnet20_cifar").eval()
     rates = torch.linspace(0.1, 0.9, 9)
-    for gate, rate in zip(aignet.gates.iter_gates(model), rates, strict=True):
+    for gate, rate in zip(aignet.nn.gates.iter_gates(model), rates, strict=True):
         gate.running_rate.fill_(rate)
     x = torch.randn(3, 3, 16, 16)
     aignet.set_gate_mode(model, inference="expected")

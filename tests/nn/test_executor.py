@@ -144,7 +144,7 @@ def test_training_mode_computes_every_block():
         out = model(x)
     assert counter.get_total_flops() // 2 == 8 * (profile.dense + profile.gate_total)
     out.logits.sum().backward()
-    assert all(g.fc1.weight.grad is not None for g in aignet.gates.iter_gates(model))
+    assert all(g.fc1.weight.grad is not None for g in aignet.nn.gates.iter_gates(model))
 
 
 def test_predictor_record_and_summary():

@@ -99,7 +99,7 @@ def test_hard_training_mode_is_binary_with_gradient():
 def test_set_gate_mode_reaches_every_gate_and_validates():
     model = aignet.create_model("aig_resnet20_cifar")
     set_gate_mode(model, inference="stochastic", threshold=0.3, tau=0.5)
-    gates = list(aignet.gates.iter_gates(model))
+    gates = list(aignet.nn.gates.iter_gates(model))
     assert len(gates) == 9
     assert all(g.inference == "stochastic" and g.threshold == 0.3 and g.tau == 0.5
                for g in gates)

@@ -20,12 +20,19 @@ IN_MEMORY_MAX_SIZE = 64
 
 
 def first_image_size(root: Path) -> int:
-    """The longer side of the first training image (decides the pipeline when not set)."""
-    from PIL import Image
+    """The longer side of the first readable training image (decides the pipeline when
+    ``data.image_size`` is not set)."""
+    from PIL import Image, UnidentifiedImageError
 
     samples, _ = scan_folder(root / "train")
-    with Image.open(samples[0][0]) as img:
-        return max(img.size)
+    for path, _ in samples[:20]:
+        try:
+            with Image.open(path) as img:
+                return max(img.size)
+        except (OSError, UnidentifiedImageError):
+            continue
+    raise ValueError(f"none of the first images under {root / 'train'} can be decoded; "
+                     "set data.image_size or check the files")
 
 
 def check_same_classes(train: list[str], val: list[str]) -> None:

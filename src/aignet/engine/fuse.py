@@ -42,7 +42,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 class FusedGate(GateBase):
     """Inference-only gate: ``margin = w . relu(W mean(x) + b) + c``, five small kernels.
 
-    Built from a trained :class:`~aignet.gates.Gate` by :meth:`from_gate`; keeps its modes and
+    Built from a trained :class:`~aignet.nn.gates.Gate` by :meth:`from_gate`; keeps its modes and
     tracked rate.
     """
 

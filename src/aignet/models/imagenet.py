@@ -2,7 +2,7 @@
 
 A torchvision ``resnetN`` state_dict loads into ``aig_resnetN``: the ResNet keys are identical
 and the gates add only ``layerX.Y.gate.{fc1.weight, bn.*, fc2.weight, fc2.bias, running_rate}``
-(see :func:`aignet.checkpoint.load_resnet_weights`).
+(see :func:`aignet.models.resnet_weights.load_resnet_weights`).
 """
 
 from __future__ import annotations

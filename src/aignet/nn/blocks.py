@@ -1,7 +1,7 @@
 """Residual blocks, gated or plain, with torchvision's parameter names.
 
 Every block computes ``out = relu(shortcut(x) + g * F(x))`` (post-activation, He et al. 2016)
-where ``g`` comes from ``self.gate`` (a :class:`~aignet.gates.Gate`, a stochastic-depth gate, or
+where ``g`` comes from ``self.gate`` (a :class:`~aignet.nn.gates.Gate`, a stochastic-depth gate, or
 ``None`` for a block that always runs). ``forward`` returns ``(out, g)`` with ``g`` of shape (B,)
 or ``None``; the model's own loop collects the gate values, so stages stay plain
 ``nn.Sequential`` containers whose keys match torchvision (``layer1.0.conv1`` ...), and a gate
