@@ -81,7 +81,7 @@ def test_sparse_with_gradients_matches_masked_input_gradient():
 @pytest.mark.parametrize("name,size,kwargs", MODELS[:3])
 def test_fused_equals_unfused(name, size, kwargs, channels_last):
     model = warmed_model(name, size, **kwargs)
-    fused = aignet.engine.fuse(model, channels_last=channels_last)
+    fused = aignet.fuse(model, channels_last=channels_last)
     assert fused.is_fused and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     x = torch.randn(9, 3, size, size)
     for mode, threshold in MODES:
@@ -92,7 +92,7 @@ def test_fused_equals_unfused(name, size, kwargs, channels_last):
 
 
 def test_fused_model_refuses_training():
-    fused = aignet.engine.fuse(aignet.create_model("aig_resnet20_cifar"))
+    fused = aignet.fuse(aignet.create_model("aig_resnet20_cifar"))
     with pytest.raises(RuntimeError, match="inference-only"):
         fused.train()
 

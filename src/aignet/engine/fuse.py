@@ -113,7 +113,7 @@ class FusedGate(GateBase):
     def train(self, mode: bool = True) -> FusedGate:
         if mode:
             raise RuntimeError("a fused model is inference-only; train the unfused model and "
-                               "call aignet.engine.fuse() afterwards")
+                               "call aignet.fuse() afterwards")
         return super().train(False)
 
 
