@@ -22,27 +22,25 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from aignet.nn.gated_ops import is_channels_last
+
 if TYPE_CHECKING:
     from aignet.nn.blocks import ResidualBlock
 
 EXECUTIONS = ("sparse", "masked")
 
 
-def _is_channels_last(t: Tensor) -> bool:
-    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
-        memory_format=torch.channels_last)
-
 
 def select_rows(t: Tensor, index: Tensor) -> Tensor:
     """``t[index]`` along the batch dimension, keeping a channels_last layout."""
-    if _is_channels_last(t):
+    if is_channels_last(t):
         return t.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)
     return t.index_select(0, index)
 
 
 def write_rows(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
     """``out[index] = rows``; in place unless autograd is recording (attacks need gradients)."""
-    if _is_channels_last(out):
+    if is_channels_last(out):
         nhwc = out.permute(0, 2, 3, 1)
         src = rows.permute(0, 2, 3, 1)
         if torch.is_grad_enabled():

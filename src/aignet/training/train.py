@@ -380,9 +380,7 @@ def save_checkpoint(run: Run, path: Path) -> None:
 
 def restore(run: Run, path: Path) -> None:
     """Load ``last.pt`` into the run (model, optimiser, schedule, state, RNG, log)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path)  # its existence was checked by prepare_run_dir
     check_resumable(ckpt["config"], run.config.to_dict(), path)
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
