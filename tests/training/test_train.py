@@ -99,6 +99,14 @@ def test_eval_command_json(data_dir, tmp_path, capsys):
                  "--no-fuse"]) == 0
     masked = json.loads(capsys.readouterr().out)
     assert masked["top1_error"] == doc["top1_error"] and masked["layer_rates"] == doc["layer_rates"]
+    for precision in ("bf16", "int8"):
+        assert main(["eval", str(tmp_path / "run" / "last.pt"), "--precision", precision,
+                     "--calibration-images", "64", "--json"]) == 0
+        low = json.loads(capsys.readouterr().out)
+        assert low["precision"] == precision and low["images"] == 128
+        assert abs(low["top1_error"] - doc["top1_error"]) <= 0.1
+        assert abs(low["macs_mean"] - doc["macs_mean"]) <= 0.1 * doc["macs_dense"]
+    assert low["calibration_images"] == 64
 
 
 @pytest.mark.parametrize("override,message", [

@@ -21,25 +21,35 @@ def evaluate_checkpoint(path: str, *, data_dir: str | None = None, mode: str = "
                         threshold: float = 0.5, execution: str = "sparse",
                         batch_size: int | None = None, limit: int | None = None,
                         fused: bool = True, channels_last: bool = True, device: str = "auto",
-                        seed: int = 0, precision: str = "fp32") -> dict:
-    """Evaluate a checkpoint on its data set's validation split; returns plain data."""
+                        seed: int = 0, precision: str = "fp32",
+                        calibration_images: int = 512) -> dict:
+    """Evaluate a checkpoint on its data set's validation split; returns plain data.
+
+    ``precision="int8"`` calibrates on ``calibration_images`` un-augmented training images.
+    """
     check_rate(threshold, "--threshold")
+    if calibration_images < 1:
+        raise ValueError(f"--calibration-images must be >= 1, got {calibration_images}")
     dev = resolve_device(device)
     model = load_model(path, dev)
     config, info = trained_config(model), model.pretrained_cfg
+    int8 = precision == "int8"
     data = build_configured_data(config.data, data_dir, device=dev, channels_last=channels_last,
                                  val_batch_size=batch_size or config.data.val_batch_size,
-                                 limit_val=limit, limit_train=1)
+                                 limit_val=limit, augment=False,
+                                 limit_train=calibration_images if int8 else 1,
+                                 batch_size=min(calibration_images, config.data.batch_size))
     generator = torch.Generator(device=dev).manual_seed(seed) if mode == "stochastic" else None
+    calibration = (x for x, _ in data.train.iter_from(0)) if int8 else None
     predictor = Predictor(model, mode=mode, threshold=threshold, execution=execution,
                           fused=fused, channels_last=channels_last, generator=generator,
-                          precision=precision)
+                          precision=precision, calibration=calibration)
     profile = predictor.profile(info["input_size"], info["input_size"])
-    summary, _ = evaluate(predictor.model, data.val.iter_from(0), profile,
+    summary, _ = evaluate(predictor.forward, data.val.iter_from(0), profile,
                           gates_evaluated=evaluates_gates(mode), total=len(data.val))
     return {"checkpoint": str(path), "model": config.model.name, "data": config.data.name,
             "mode": mode, "threshold": threshold, "execution": execution, "fused": fused,
-            "precision": precision,
+            "precision": precision, **({"calibration_images": calibration_images} if int8 else {}),
             "macs_dense": profile.dense, "gated_blocks": sum(getattr(model, "gated", ())),
             **summary, "classes": info["classes"]}
 

@@ -37,6 +37,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="channels_last memory format (default on: 2-4x faster convs on CPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="precision of all three models (int8: branches quantized, calibrated on "
+                        "the calibration images)")
     p.add_argument("--out", default=None, help="also write the JSON document to this file")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(handler=run)
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--device cuda asked for, but no CUDA GPU is visible")
     result = benchmark(args.model, args.rate, args.batch_sizes, args.reps, args.warmup,
                        args.device, args.threads, args.channels_last, args.seed,
-                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                       progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                       precision=args.precision)
     text = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive_int, default=None,
                    help="evaluate the first N images only")
     p.add_argument("--no-fuse", action="store_true", help="run the unfused model")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: convolutions in bfloat16 (AMX), gates in float32")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="bf16: convolutions in bfloat16 (AMX), gates in float32; int8: residual "
+                        "branches quantized after training (first stage and gates in float32)")
+    p.add_argument("--calibration-images", type=positive_int, default=512,
+                   help="int8: un-augmented training images that calibrate the quantization")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0, help="generator seed (stochastic mode)")
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                                  mode=args.mode, threshold=args.threshold, execution=args.execution,
                                  batch_size=args.batch_size, limit=args.limit,
                                  fused=not args.no_fuse, channels_last=args.channels_last,
-                                 device=args.device, seed=args.seed, precision=args.precision)
+                                 device=args.device, seed=args.seed, precision=args.precision,
+                                 calibration_images=args.calibration_images)
     print(json.dumps(result, indent=2) if args.json else format_eval(result))
     return 0

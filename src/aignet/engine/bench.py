@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from aignet.engine.flops import profile_macs
 from aignet.engine.fuse import fuse
+from aignet.engine.quantize import check_precision, to_precision
 from aignet.engine.record import ExecutionRecord
 from aignet.models.registry import create_model
 from aignet.models.resnet_weights import GATE_KEY
@@ -153,12 +154,17 @@ def _measure(runners: dict[str, nn.Module], batches: Sequence[Tensor], rates: Se
 def benchmark(model_name: str = "aig_resnet110_cifar", rate: float = 0.6,
               batch_sizes: Sequence[int] = (1, 32, 256), reps: int = 7, warmup: int = 2,
               device: str = "cpu", threads: int | None = None, channels_last: bool = False,
-              seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
+              seed: int = 0, progress: Callable[[str], None] | None = None,
+              precision: str = "fp32") -> dict:
     """Time dense, masked and sparse inference; see the module docstring for the fields.
+
+    ``precision`` (``fp32``, ``bf16``, ``int8``) applies to all three models alike; int8 is
+    calibrated on the calibration images.
 
     Returns:
         ``{"config": {...}, "rows": [...]}`` with one row per (batch size, execution).
     """
+    check_precision(precision)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -174,22 +180,26 @@ def benchmark(model_name: str = "aig_resnet110_cifar", rate: float = 0.6,
     runners = {"dense": fuse(dense, channels_last), "masked": fuse(gated, channels_last),
                "sparse": fuse(gated, channels_last)}
     set_execution(runners["masked"], "masked")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    for runner in runners.values():
+        to_precision(runner, precision, [calib[:256].contiguous(memory_format=fmt)])
     rows = []
     for batch in batch_sizes:
         if progress:
             progress(f"batch {batch}: timing dense / masked / sparse")
         rows += _rows_for_batch(runners, profile, batch, gated.in_chans, size, dev, reps, warmup,
-                                channels_last)
-    return {"config": _config(model_name, rate, reps, warmup, dev, channels_last, seed),
-            "rows": rows}
+                                fmt, dtype)
+    return {"config": _config(model_name, rate, reps, warmup, dev, channels_last, seed)
+            | {"precision": precision}, "rows": rows}
 
 
 def _rows_for_batch(runners: dict[str, nn.Module], profile, batch: int, in_chans: int, size: int,
-                    dev: torch.device, reps: int, warmup: int, channels_last: bool) -> list[dict]:
+                    dev: torch.device, reps: int, warmup: int, fmt: torch.memory_format,
+                    dtype: torch.dtype) -> list[dict]:
     count = max(1, MIN_IMAGES_PER_RUN // batch)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    batches = [torch.randn(batch, in_chans, size, size, device=dev).contiguous(memory_format=fmt)
-               for _ in range(count)]
+    batches = [torch.randn(batch, in_chans, size, size, device=dev, dtype=dtype)
+               .contiguous(memory_format=fmt) for _ in range(count)]
     with torch.inference_mode():
         gates = torch.cat([runners["sparse"](b).gates for b in batches])
     record = ExecutionRecord.from_gates(gates, profile)

@@ -10,6 +10,7 @@ under ``torch.inference_mode()`` with sparse execution; the original model is le
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -17,11 +18,11 @@ from torch import Tensor, nn
 
 from aignet.engine.flops import MacProfile, profile_macs
 from aignet.engine.fuse import eval_copy, fuse
+from aignet.engine.quantize import KEEP_FLOAT, PRECISIONS, check_precision, to_precision
 from aignet.engine.record import ExecutionRecord
+from aignet.models.resnet import ModelOutput
 from aignet.nn.blocks import set_execution
-from aignet.nn.gates import evaluates_gates, iter_gates, set_gate_mode
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+from aignet.nn.gates import evaluates_gates, set_gate_mode
 
 
 class Prediction(NamedTuple):
@@ -42,28 +43,35 @@ class Predictor:
         fused: fold BatchNorms and collapse gates first (same results, faster).
         channels_last: run in channels_last memory format.
         generator: random generator for the stochastic mode.
-        precision: ``"fp32"``, or ``"bf16"``: convolutions and linear layers in bfloat16 (AMX
-            on recent x86 CPUs), gates still in float32, logits returned in float32.
+        precision: ``"fp32"``; ``"bf16"``: convolutions and linear layers in bfloat16 (AMX on
+            recent x86 CPUs), gates in float32; ``"int8"``: residual branches quantized after
+            training (needs ``calibration`` and ``fused``, see :mod:`aignet.engine.quantize`).
+            Logits are returned in float32.
+        calibration: int8 only: normalised images (one batch or an iterable of batches), a few
+            hundred training images.
+        keep_float: int8 only: module-name prefixes whose branches stay in float32.
     """
 
     def __init__(self, model: nn.Module, *, mode: str = "deterministic", threshold: float = 0.5,
                  execution: str = "sparse", fused: bool = True, channels_last: bool = False,
-                 generator: torch.Generator | None = None, precision: str = "fp32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of "
-                             f"{', '.join(PRECISIONS)}")
+                 generator: torch.Generator | None = None, precision: str = "fp32",
+                 calibration: Tensor | Iterable[Tensor] | None = None,
+                 keep_float: Sequence[str] = KEEP_FLOAT) -> None:
+        check_precision(precision)
+        if precision == "int8" and not fused:
+            raise ValueError("int8 quantizes the fused model; leave fused=True")
         self.source = model
         self.mode = mode
         self.channels_last = channels_last
         self.dtype = PRECISIONS[precision]
         runner = fuse(model, channels_last=channels_last) if fused else eval_copy(model)
-        if self.dtype != torch.float32:
-            runner.to(self.dtype)
-            for gate in iter_gates(runner):  # decisions stay in float32
-                gate.float()
         set_gate_mode(runner, inference=mode, threshold=threshold, generator=generator)
         set_execution(runner, execution)
-        self.model = runner
+        if isinstance(calibration, Tensor):
+            calibration = [calibration]
+        if calibration is not None:
+            calibration = (self._prepare(x) for x in calibration)
+        self.model = to_precision(runner, precision, calibration, keep_float)
         self._profiles: dict[tuple[int, int], MacProfile] = {}
 
     def profile(self, height: int, width: int) -> MacProfile:
@@ -73,12 +81,19 @@ class Predictor:
             self._profiles[key] = profile_macs(self.source, key)
         return self._profiles[key]
 
-    def __call__(self, images: Tensor) -> Prediction:
+    def _prepare(self, images: Tensor) -> Tensor:
         images = images.to(self.dtype)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def forward(self, images: Tensor) -> ModelOutput:
+        """The runner's raw output for ``images`` in the predictor's dtype and memory format."""
+        return self.model(self._prepare(images))
+
+    def __call__(self, images: Tensor) -> Prediction:
         with torch.inference_mode():
-            out = self.model(images)
+            out = self.forward(images)
         profile = self.profile(images.shape[-2], images.shape[-1])
         record = ExecutionRecord.from_gates(out.gates, profile,
                                             gates_evaluated=evaluates_gates(self.mode))

@@ -143,7 +143,8 @@ class BasicBlock(ResidualBlock):
         self.gate = gate
 
     def residual(self, x: Tensor) -> Tensor:
-        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        # In place: the BatchNorm output is a fresh tensor nobody else reads (as torchvision).
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)), inplace=True)))
 
     def last_bn(self) -> nn.BatchNorm2d:
         """The branch's final BatchNorm (zeroed by ``zero_init_residual``)."""
@@ -169,8 +170,8 @@ class Bottleneck(ResidualBlock):
         self.gate = gate
 
     def residual(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         return self.bn3(self.conv3(out))
 
     def last_bn(self) -> nn.BatchNorm2d:
@@ -201,7 +202,7 @@ class PreActBasicBlock(ResidualBlock):
             raise ValueError("pre-activation blocks are a dense baseline and take no gate")
 
     def residual(self, x: Tensor) -> Tensor:
-        return self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+        return self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x)))), inplace=True))
 
     def shortcut(self, x: Tensor) -> Tensor:
         return x if self.downsample is None else self.downsample(F.relu(self.bn1(x)))
