@@ -1,9 +1,10 @@
-"""bf16 against fp32 inference of trained models on real CIFAR-10 test images.
+"""bf16 and int8 against fp32 inference of trained models on real CIFAR-10 test images.
 
-For each model (shipped weights ``MODEL/TAG`` or checkpoints): gate-decision agreement with
-fp32, the change of top-1 error, and the measured time per image at batch 1, 32 and 256 of
-fp32 sparse, bf16 sparse, and the fp32 dense counterpart (every gate open, the same fused
-network), all interleaved, median over repetitions. Also the model's own ideal speed-up
+For each model (shipped weights ``MODEL/TAG`` or checkpoints) and reduced precision: gate-decision
+agreement with fp32, the change of top-1 error, and the measured time per image at batch 1, 32
+and 256 of fp32 sparse, bf16 sparse, int8 sparse (calibrated on 512 un-augmented training
+images), and the fp32 dense counterpart (every gate open, the same fused network), all
+interleaved, median over repetitions. Also the model's own ideal speed-up
 (dense MACs / mean MACs) and the measured speed-up over dense. Prints JSON and writes
 benchmarks/results/precision_cpu.json. Run on an otherwise idle machine.
 
@@ -28,10 +29,17 @@ from aignet.training.config import build_configured_data
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def test_images(model, data_dir: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-    data = build_configured_data(trained_config(model).data, data_dir, limit_val=limit,
-                                 limit_train=1, val_batch_size=limit)
-    return next(data.val.iter_from(0))
+LOW = ("bf16", "int8")
+
+
+def images_and_calibration(model, data_dir: str, limit: int, calibration: int
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(test images, labels, un-augmented training images for int8 calibration)."""
+    data = build_configured_data(trained_config(model).data, data_dir, calibration,
+                                 limit_val=limit, limit_train=calibration, val_batch_size=limit,
+                                 augment=False)
+    images, labels = next(data.val.iter_from(0))
+    return images, labels, next(data.train.iter_from(0))[0]
 
 
 def seconds_per_image(predictors: dict, images: torch.Tensor, batch: int, reps: int) -> dict:
@@ -49,28 +57,31 @@ def seconds_per_image(predictors: dict, images: torch.Tensor, batch: int, reps: 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def measure(source: str, data_dir: str, limit: int, reps: int) -> dict:
+def measure(source: str, data_dir: str, limit: int, reps: int, calibration: int) -> dict:
     model = aignet.load_model(source)
-    images, labels = test_images(model, data_dir, limit)
-    fp32 = aignet.Predictor(model, channels_last=True)
-    bf16 = aignet.Predictor(model, channels_last=True, precision="bf16")
-    dense = aignet.Predictor(model, channels_last=True, mode="all")
-    a, b = fp32(images), bf16(images)
-    err = {k: float((p.logits.argmax(1) != labels).float().mean()) for k, p in
-           (("fp32", a), ("bf16", b))}
-    row = {"model": source, "images": len(labels),
-           "gate_agreement": float((a.record.executed == b.record.executed).float().mean()),
-           "top1_error_fp32": err["fp32"], "top1_error_bf16": err["bf16"],
-           "top1_change_points": round(100 * (err["bf16"] - err["fp32"]), 3),
-           "mac_ratio": a.record.summary()["mac_ratio"],
-           "ideal_speedup": round(1 / a.record.summary()["mac_ratio"], 3), "batches": {}}
+    images, labels, calib = images_and_calibration(model, data_dir, limit, calibration)
+    predictors = {"fp32_dense": aignet.Predictor(model, channels_last=True, mode="all"),
+                  "fp32_sparse": aignet.Predictor(model, channels_last=True),
+                  **{f"{p}_sparse": aignet.Predictor(model, channels_last=True, precision=p,
+                                                     calibration=calib) for p in LOW}}
+    out = {k: p(images) for k, p in predictors.items() if k != "fp32_dense"}
+    err = {k.split("_")[0]: float((p.logits.argmax(1) != labels).float().mean())
+           for k, p in out.items()}
+    ref = out["fp32_sparse"]
+    row = {"model": source, "images": len(labels), "calibration_images": len(calib),
+           "top1_error_fp32": err["fp32"], "mac_ratio": ref.record.summary()["mac_ratio"],
+           "ideal_speedup": round(1 / ref.record.summary()["mac_ratio"], 3), "batches": {}}
+    for p in LOW:
+        executed = out[f"{p}_sparse"].record.executed
+        row |= {f"gate_agreement_{p}": float((ref.record.executed == executed).float().mean()),
+                f"top1_error_{p}": err[p],
+                f"top1_change_points_{p}": round(100 * (err[p] - err["fp32"]), 3)}
     for batch in (1, 32, 256):
-        t = seconds_per_image({"fp32_dense": dense, "fp32_sparse": fp32, "bf16_sparse": bf16},
-                              images, batch, reps)
+        t = seconds_per_image(predictors, images, batch, reps)
         row["batches"][batch] = {
             **{f"{k}_ms_per_image": round(1e3 * v, 4) for k, v in t.items()},
-            "fp32_sparse_speedup": round(t["fp32_dense"] / t["fp32_sparse"], 3),
-            "bf16_sparse_speedup": round(t["fp32_dense"] / t["bf16_sparse"], 3),
+            **{f"{p}_sparse_speedup": round(t["fp32_dense"] / t[f"{p}_sparse"], 3)
+               for p in ("fp32", *LOW)},
             "fp32_measured_over_ideal": round(t["fp32_dense"] / t["fp32_sparse"]
                                               / row["ideal_speedup"], 3)}
     return row
@@ -83,11 +94,14 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--images", type=int, default=10000, help="test images for accuracy")
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--calibration", type=int, default=512,
+                        help="un-augmented training images that calibrate int8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS / "precision_cpu.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [measure(m, args.data_dir, args.images, args.reps) for m in args.models]
+    rows = [measure(m, args.data_dir, args.images, args.reps, args.calibration)
+            for m in args.models]
     result = {"torch": torch.__version__, "threads": args.threads, "rows": rows,
               "command": "python benchmarks/precision.py --data-dir ../shared/data --models "
                          + " ".join(args.models)}

@@ -1,9 +1,11 @@
 """The Pareto study: test error against MACs and against measured images/s, dense vs AIG.
 
-Evaluates every dense run once and every AIG run at each threshold (sparse, fused, this CPU),
-writes the points as JSON, draws both figures, and says for each AIG point how far it lies
-below the dense curve (piecewise linear through the dense points; positive = better than
-dense at the same cost).
+Evaluates every dense run once and every AIG run at each threshold on all test images (error
+and exact MACs), then measures images/s of every point in one process, interleaved (sparse,
+fused, channels_last, fp32, batch 256, the first 2,048 test images, median over rotating
+repetitions, so the drift of a shared machine hits every point alike). Writes the points as
+JSON, draws both figures, and says for each AIG point how far it lies below the dense curve
+(piecewise linear through the dense points; positive = better than dense at the same cost).
 
     python scripts/pareto.py --data-dir ../shared/data \
         --dense runs/resnet20/last.pt runs/resnet32/last.pt ... \
@@ -17,13 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from ship_weights import portable
 
 from aignet.analysis.evaluation import evaluate_checkpoint
-from aignet.training.checkpoint import load_checkpoint, total_epochs
+from aignet.engine.inference import Predictor
+from aignet.training.checkpoint import load_checkpoint, load_model, total_epochs, trained_config
+from aignet.training.config import build_configured_data
 
 THRESHOLDS = "0.3,0.4,0.5,0.6,0.7,0.8"
 
@@ -36,8 +43,32 @@ def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
             "top1_error": r["top1_error"], "macs_mean": r["macs_mean"],
             "images_per_s": r["images_per_s"],
             "train_epochs": total_epochs(load_checkpoint(path)["config"]),
-            "test_images": r["images"], "weights": weights.get(r["model"]),
+            "test_images": r["images"], "weights": weights.get(portable(str(path))),
             "checkpoint": portable(str(path))}
+
+
+def measure_throughput(points: list[dict], paths: dict[str, str], data_dir: str | None,
+                       batch: int, images: int, reps: int) -> None:
+    """Set every point's ``images_per_s`` from one interleaved timing (see the module doc)."""
+    predictors = []
+    for p in points:
+        model = load_model(paths[p["checkpoint"]])
+        predictors.append(Predictor(model, threshold=p["threshold"] or 0.5, channels_last=True))
+    data = build_configured_data(trained_config(model).data, data_dir, limit_val=images,
+                                 val_batch_size=batch, limit_train=1)
+    batches = [x for x, _ in data.val.iter_from(0)]
+    seconds: list[list[float]] = [[] for _ in points]
+    for rep in range(reps + 1):  # the first round warms up
+        shift = rep % len(points)
+        for i in list(range(shift, len(points))) + list(range(shift)):
+            start = time.perf_counter()
+            for x in batches:
+                predictors[i](x)
+            if rep:
+                seconds[i].append(time.perf_counter() - start)
+    n = sum(len(x) for x in batches)
+    for p, s in zip(points, seconds, strict=True):
+        p["images_per_s"] = round(n / statistics.median(s), 1)
 
 
 def below_dense(points: list[dict], x_key: str) -> list[float | None]:
@@ -110,6 +141,10 @@ def main() -> None:
     parser.add_argument("--weights", help="manifest of shipped weights (model -> file)")
     parser.add_argument("--out", default="results/cifar10_pareto.json")
     parser.add_argument("--figure", default="docs/cifar10_pareto.png")
+    parser.add_argument("--speed-batch", type=int, default=256, help="batch size of images/s")
+    parser.add_argument("--speed-images", type=int, default=2048, help="test images timed")
+    parser.add_argument("--speed-reps", type=int, default=5, help="timed rounds (median)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the points of --out already measured (same checkpoint and "
                              "threshold) and evaluate only the new ones")
@@ -118,7 +153,7 @@ def main() -> None:
     if args.weights:
         manifest = json.loads(Path(args.weights).read_text())
         folder = Path(args.weights).parent
-        weights = {m["model"]: str(folder / m["file"]) for m in manifest["models"]}
+        weights = {m["source_checkpoint"]: str(folder / m["file"]) for m in manifest["models"]}
     known = {}
     if args.reuse and Path(args.out).is_file():
         old = json.loads(Path(args.out).read_text())
@@ -126,13 +161,19 @@ def main() -> None:
 
     def measured(path: str, kind: str, threshold: float | None) -> dict:
         key = (portable(str(path)), threshold)
-        return known.get(key) or point(path, kind, threshold, args.data_dir, weights)
+        if key not in known:
+            return point(path, kind, threshold, args.data_dir, weights)
+        return known[key] | {"weights": weights.get(key[0])}  # what is shipped may change
 
+    torch.set_num_threads(args.threads)
     points = [measured(p, "dense", None) for p in args.dense]
     for path in args.aig:
         for t in args.thresholds.split(","):
             points.append(measured(path, "aig", float(t)))
             print(json.dumps(points[-1]), flush=True)
+    paths = {portable(str(p)): str(p) for p in args.dense + args.aig}
+    measure_throughput(points, paths, args.data_dir, args.speed_batch, args.speed_images,
+                       args.speed_reps)
     for key, field in (("macs_mean", "below_dense_macs_points"),
                        ("images_per_s", "below_dense_speed_points")):
         for p, margin in zip(points, below_dense(points, key), strict=True):
