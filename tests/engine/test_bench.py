@@ -46,6 +46,15 @@ def test_bench_command_json(capsys):
     assert {r["execution"] for r in doc["rows"]} == {"masked", "sparse"}
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_bench_command_in_reduced_precision(capsys, precision):
+    assert main(["bench", "--model", "aig_resnet20_cifar", "--rate", "0.5", "--batch-sizes",
+                 "2", "--reps", "1", "--warmup", "0", "--json", "--precision", precision]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config"]["precision"] == precision
+    assert all(0.2 < r["execution_rate"] < 0.8 for r in doc["rows"])
+
+
 def test_bench_refuses_dense_models_and_bad_rates(capsys):
     assert main(["bench", "--model", "resnet20_cifar"]) == 2
     assert "not a gated model" in capsys.readouterr().err
