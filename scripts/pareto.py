@@ -101,10 +101,11 @@ def figure(points: list[dict], path: Path) -> None:
         for p in dense:
             ax.annotate(p["model"].split("_")[0], (p[key] * scale, 100 * p["top1_error"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
-        for name in sorted({p["model"] for p in points if p["kind"] == "aig"}):
-            sweep = sorted((p for p in points if p["model"] == name), key=lambda p: p[key])
+        for run in sorted({p["checkpoint"] for p in points if p["kind"] == "aig"}):
+            sweep = sorted((p for p in points if p["checkpoint"] == run), key=lambda p: p[key])
             ax.plot([p[key] * scale for p in sweep], [100 * p["top1_error"] for p in sweep],
-                    "o--", label=f"{name} (T sweep)")
+                    "o--", label=f"{sweep[0]['model']}, {sweep[0]['train_epochs']} epochs "
+                                 "(T sweep)")
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 error (%)")
         ax.grid(alpha=0.3)
