@@ -9,8 +9,8 @@ branch's observers see exactly the images that run that branch; a branch that no
 image runs has nothing to calibrate on and stays in float32.
 
 By default the first stage (``layer1``) stays in float32 as well: its quantization error
-reaches every later gate. On the shipped AIG-56 it moves 1.7% of the gate decisions (98.3%
-agreement with fp32); kept in float32, 0.5% (99.5%). See docs/performance.md.
+reaches every later gate. On an AIG-56 (5 gated epochs) it moved 1.7% of the gate decisions
+(98.3% agreement with fp32); kept in float32, 0.5% (99.5%). See docs/performance.md.
 
 ``torch.ao.quantization`` is deprecated in favour of torchao, whose static int8 path for
 convolutions is PT2E (export + inductor). Exporting each branch on its own would fit sparse
