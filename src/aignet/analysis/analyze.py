@@ -33,15 +33,17 @@ def _collect(predictor: Predictor, batches, limit: int | None = None,
     logits, gates, labels, seen = [], [], [], 0
     bar = Progress(total, label) if total else None
     for step, (images, y) in enumerate(batches, start=1):
-        if bar is not None:
-            bar.update(step)
         out = predictor(images)
         logits.append(out.logits.float().cpu())
         gates.append(out.record.gates)
         labels.append(y.cpu())
         seen += len(y)
+        if bar is not None:
+            bar.update(step)
         if limit and seen >= limit:
             break
+    if bar is not None:
+        bar.close()
     n = limit or seen
     return torch.cat(logits)[:n], torch.cat(gates)[:n], torch.cat(labels)[:n]
 

@@ -105,22 +105,21 @@ def _curves(ev: Evaluator, batches, s: AttackSettings, stochastic: bool) -> dict
     gen = torch.Generator().manual_seed(s.seed)
     curves = {k: [] for k in ("fgsm", "fgsm_jpeg", "pgd", "pgd_jpeg", "fgsm_eot",
                               "fgsm_eot_jpeg", "pgd_eot")}
-    bar = None
+    eot = stochastic and s.eot > 1
+    bar = Progress(len(s.eps) * (4 if eot else 2), f"attack ({ev.mode})")
     for eps in s.eps:
         runs = {"fgsm": lambda x, y, e=eps: fgsm(ev.forward, ev.model, x,
                                                  cross_entropy_objective(y), e),
                 "pgd": lambda x, y, e=eps: pgd(ev.forward, ev.model, x,
                                                cross_entropy_objective(y), e, s.pgd_steps,
                                                generator=gen)}
-        if stochastic and s.eot > 1:
+        if eot:
             runs["fgsm_eot"] = lambda x, y, e=eps: fgsm(ev.forward, ev.model, x,
                                                         cross_entropy_objective(y), e, s.eot)
             runs["pgd_eot"] = lambda x, y, e=eps: pgd(ev.forward, ev.model, x,
                                                       cross_entropy_objective(y), e,
                                                       s.pgd_steps, samples=s.eot,
                                                       generator=gen)
-        if bar is None:
-            bar = Progress(len(s.eps) * len(runs), f"attack ({ev.mode})")
         for name, attack in runs.items():
             ev.reseed()
             adversarial = _attack_all(ev, batches, attack)

@@ -58,8 +58,6 @@ class Predictor:
                  calibration: Tensor | Iterable[Tensor] | None = None,
                  keep_float: Sequence[str] = KEEP_FLOAT) -> None:
         check_precision(precision)
-        if precision == "int8" and not fused:
-            raise ValueError("int8 quantizes the fused model; leave fused=True")
         self.source = model
         self.mode = mode
         self.channels_last = channels_last

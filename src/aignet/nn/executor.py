@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 EXECUTIONS = ("sparse", "masked")
 
 
-
 def select_rows(t: Tensor, index: Tensor) -> Tensor:
     """``t[index]`` along the batch dimension, keeping a channels_last layout."""
     if is_channels_last(t):
