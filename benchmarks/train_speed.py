@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import aignet
+from aignet.engine.bench import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -73,8 +75,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [measure(int(d), amp, args.batch, args.reps)
             for d in args.depths.split(",") for amp in (False, True)]
-    result = {"torch": torch.__version__, "threads": args.threads, "rows": rows,
-              "command": "python benchmarks/train_speed.py"}
+    command = " ".join(["python", "benchmarks/train_speed.py", *sys.argv[1:]])
+    result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
+              "rows": rows, "command": command}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

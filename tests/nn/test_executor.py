@@ -91,6 +91,22 @@ def test_fused_equals_unfused(name, size, kwargs, channels_last):
         _assert_same(ref, got)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_batch_of_one_decides_as_the_batch(channels_last):
+    # A single CPU image takes the gates' numpy path (FusedGate._decide_one).
+    model = warmed_model("aig_resnet20_cifar", 32, shortcut="B")
+    fused = aignet.fuse(model, channels_last=channels_last)
+    x = torch.randn(9, 3, 32, 32)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for threshold in (0.3, 0.5, 0.8):
+        batch = _run(fused, x, "sparse", "deterministic", threshold)
+        for i in range(len(x)):
+            one = _run(fused, x[i:i + 1], "sparse", "deterministic", threshold)
+            assert torch.equal(one.gates[0], batch.gates[i])
+            assert torch.allclose(one.logits[0], batch.logits[i], atol=1e-4)
+
+
 def test_fused_model_refuses_training():
     fused = aignet.fuse(aignet.create_model("aig_resnet20_cifar"))
     with pytest.raises(RuntimeError, match="inference-only"):

@@ -59,3 +59,21 @@ def test_spatial_mean_value_and_gradient(dtype, channels_last):
     expected = (weight / 42)[:, :, None, None].expand(3, 5, 6, 7)
     assert x.grad.dtype == dtype
     assert torch.allclose(x.grad.float(), expected, rtol=1e-2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_spatial_mean_bf16_gradient_is_materialised_in_the_input_layout(channels_last):
+    # Autograd adds it to the other gradients of x: a dense map in x's layout keeps that fast.
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 4, 3, 5).to(dtype=torch.bfloat16, memory_format=fmt).requires_grad_()
+    (grad,) = torch.autograd.grad(spatial_mean(x), x, torch.randn(2, 4))
+    assert 0 not in grad.stride() and grad.is_contiguous(memory_format=fmt)
+
+
+def test_gated_merge_takes_a_strided_gate_column():
+    # The training gate returns a column of its (B, 2) sample.
+    s, r = torch.randn(2, 4, 3, 6, 6).unbind(0)
+    sample = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.0, 1.0]])
+    g = sample[:, 1]
+    assert g.stride() == (2,)
+    assert torch.allclose(gated_merge(s, r, g), _reference_merge(s, r, g.contiguous()))

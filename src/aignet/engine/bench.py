@@ -229,13 +229,14 @@ def _config(model_name: str, rate: float, reps: int, warmup: int, dev: torch.dev
             "target_execution_rate": rate, "reps": reps, "warmup": warmup, "device": str(dev),
             "threads": torch.get_num_threads(), "channels_last": channels_last, "seed": seed,
             "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "processor": _cpu_name()}
+            "machine": platform.machine(), "processor": cpu_name()}
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     return info
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model named in /proc/cpuinfo (benchmarks record where they ran)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

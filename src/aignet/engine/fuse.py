@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from aignet.nn.blocks import ResidualBlock
+from aignet.nn.gated_ops import is_channels_last
 from aignet.nn.gates import EXECUTE, SKIP, Gate, GateBase, float32_region, pooled_sum
 
 # Shared batch-1 decisions of FusedGate._decide_one.
@@ -90,20 +91,35 @@ class FusedGate(GateBase):
             return torch.mv(self._hidden(x), self.vector).gt_(margin_threshold - self.offset_value)
 
     def _decide_one(self, x: Tensor, margin_threshold: float) -> Tensor:
-        """One CPU image: the 16-wide MLP in numpy, ~2x less dispatch overhead than torch ops.
+        """One CPU image: the gate in numpy, ~2x less dispatch overhead than torch ops.
 
+        A float32 map is pooled by one BLAS matrix-vector product over numpy's view of its
+        memory (no torch kernel at all); other dtypes are pooled by torch first.
         Returns one of two shared constant tensors (never modified by callers).
         """
         if self._numpy_source is not self.weight_t:  # buffers replaced (load, .to()): refresh
             self._numpy = (self.weight_t.t().contiguous().numpy(), self.bias.numpy(),
                            self.vector.numpy())
             self._numpy_source = self.weight_t
+            self._averagers: dict[int, np.ndarray] = {}
         weight, bias, vector = self._numpy
-        hidden = weight @ pooled_sum(x).numpy()[0]
-        hidden *= 1.0 / (x.shape[2] * x.shape[3])
+        hidden = weight @ self._pooled_one(x)
         hidden += bias
         np.maximum(hidden, 0.0, out=hidden)
         return _OPEN if float(hidden @ vector) > margin_threshold - self.offset_value else _CLOSED
+
+    def _pooled_one(self, x: Tensor) -> np.ndarray:
+        """Spatial mean (C,) of one image (1, C, H, W) as a float32 numpy vector."""
+        area = x.shape[2] * x.shape[3]
+        if x.dtype != torch.float32:
+            return pooled_sum(x).numpy()[0] * np.float32(1.0 / area)
+        averager = self._averagers.get(area)
+        if averager is None:
+            averager = self._averagers[area] = np.full(area, 1.0 / area, dtype=np.float32)
+        image = x.numpy()[0]
+        if is_channels_last(x):  # (H, W, C) rows in memory
+            return averager @ image.transpose(1, 2, 0).reshape(area, -1)
+        return image.reshape(-1, area) @ averager
 
     def scores(self, x: Tensor) -> Tensor:
         # Softmax is shift-invariant, so (0, margin) carries the same probabilities.
