@@ -12,6 +12,8 @@ JSON, draws both figures, and says for each AIG point how far it lies below the 
         --aig runs/aig32/last.pt runs/aig56/last.pt \
         --out results/cifar10_pareto.json --figure docs/cifar10_pareto.png
 
+A model may also be given by the name of its shipped weights (``resnet20_cifar/cifar10``,
+``aignet models --pretrained``), e.g. to re-measure the shipped models on another machine.
 Measure on an otherwise idle machine: images/s is a wall-clock number.
 """
 
@@ -29,22 +31,38 @@ from ship_weights import portable
 
 from aignet.analysis.evaluation import evaluate_checkpoint
 from aignet.engine.inference import Predictor
+from aignet.models.pretrained import list_pretrained, pretrained_entry
 from aignet.training.checkpoint import load_checkpoint, load_model, total_epochs, trained_config
 from aignet.training.config import build_configured_data
 
 THRESHOLDS = "0.3,0.4,0.5,0.6,0.7,0.8"
+WEIGHTS_ROOT = "src/aignet/models/weights"  # shipped weights, as the repository names them
+
+
+def shipped(source: str) -> dict | None:
+    """The manifest entry when ``source`` names shipped weights (``MODEL/TAG``), else None."""
+    if Path(source).exists() or source not in list_pretrained():
+        return None
+    return pretrained_entry(*source.split("/"))
+
+
+def source_key(source: str) -> str:
+    """How a point names its model: a portable checkpoint path or the ``MODEL/TAG`` name."""
+    return source if shipped(source) else portable(source)
 
 
 def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
           weights: dict[str, str]) -> dict:
     """One evaluated point of the study (all test images)."""
     r = evaluate_checkpoint(path, data_dir=data_dir, threshold=threshold or 0.5)
+    entry = shipped(path)
+    epochs = entry["train_epochs"] if entry else total_epochs(load_checkpoint(path)["config"])
+    weight_file = (f"{WEIGHTS_ROOT}/{path.split('/')[1]}/{entry['file']}" if entry
+                   else weights.get(portable(path)))
     return {"model": r["model"], "kind": kind, "threshold": threshold,
             "top1_error": r["top1_error"], "macs_mean": r["macs_mean"],
-            "images_per_s": r["images_per_s"],
-            "train_epochs": total_epochs(load_checkpoint(path)["config"]),
-            "test_images": r["images"], "weights": weights.get(portable(str(path))),
-            "checkpoint": portable(str(path))}
+            "images_per_s": r["images_per_s"], "train_epochs": epochs,
+            "test_images": r["images"], "weights": weight_file, "checkpoint": source_key(path)}
 
 
 def measure_throughput(points: list[dict], paths: dict[str, str], data_dir: str | None,
@@ -161,7 +179,7 @@ def main() -> None:
         known = {(p["checkpoint"], p["threshold"]): p for p in old}
 
     def measured(path: str, kind: str, threshold: float | None) -> dict:
-        key = (portable(str(path)), threshold)
+        key = (source_key(str(path)), threshold)
         if key not in known:
             return point(path, kind, threshold, args.data_dir, weights)
         return known[key] | {"weights": weights.get(key[0])}  # what is shipped may change
@@ -172,7 +190,7 @@ def main() -> None:
         for t in args.thresholds.split(","):
             points.append(measured(path, "aig", float(t)))
             print(json.dumps(points[-1]), flush=True)
-    paths = {portable(str(p)): str(p) for p in args.dense + args.aig}
+    paths = {source_key(str(p)): str(p) for p in args.dense + args.aig}
     measure_throughput(points, paths, args.data_dir, args.speed_batch, args.speed_images,
                        args.speed_reps)
     for key, field in (("macs_mean", "below_dense_macs_points"),

@@ -1,0 +1,29 @@
+"""scripts/pareto.py: the distance below the dense curve and how points name their models."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+pareto = pytest.importorskip("pareto")
+
+
+def _p(kind, cost, error):
+    return {"kind": kind, "macs_mean": cost, "top1_error": error}
+
+
+def test_below_dense_interpolates_the_dense_curve():
+    points = [_p("dense", 40.0, 0.12), _p("dense", 80.0, 0.10),
+              _p("aig", 60.0, 0.105), _p("aig", 60.0, 0.12), _p("aig", 90.0, 0.05)]
+    # The dense curve gives 11% at 60: 0.5 points better, 1 point worse, outside the range.
+    assert pareto.below_dense(points, "macs_mean") == [None, None, 0.5, -1.0, None]
+
+
+def test_shipped_weights_are_named_as_such_and_paths_portably(tmp_path):
+    name = "resnet20_cifar/cifar10"
+    assert pareto.shipped(name)["train_epochs"] >= 1
+    assert pareto.source_key(name) == name
+    run = tmp_path / "runs" / "aig32" / "last.pt"
+    assert pareto.shipped(str(run)) is None
+    assert pareto.source_key(str(run)) == "runs/aig32/last.pt"
