@@ -31,7 +31,7 @@ from ship_weights import portable
 
 from aignet.analysis.evaluation import evaluate_checkpoint
 from aignet.engine.inference import Predictor
-from aignet.models.pretrained import list_pretrained, pretrained_entry
+from aignet.models.pretrained import shipped_entry
 from aignet.training.checkpoint import load_checkpoint, load_model, total_epochs, trained_config
 from aignet.training.config import build_configured_data
 
@@ -39,23 +39,16 @@ THRESHOLDS = "0.3,0.4,0.5,0.6,0.7,0.8"
 WEIGHTS_ROOT = "src/aignet/models/weights"  # shipped weights, as the repository names them
 
 
-def shipped(source: str) -> dict | None:
-    """The manifest entry when ``source`` names shipped weights (``MODEL/TAG``), else None."""
-    if Path(source).exists() or source not in list_pretrained():
-        return None
-    return pretrained_entry(*source.split("/"))
-
-
 def source_key(source: str) -> str:
     """How a point names its model: a portable checkpoint path or the ``MODEL/TAG`` name."""
-    return source if shipped(source) else portable(source)
+    return source if shipped_entry(source) else portable(source)
 
 
 def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
           weights: dict[str, str]) -> dict:
     """One evaluated point of the study (all test images)."""
     r = evaluate_checkpoint(path, data_dir=data_dir, threshold=threshold or 0.5)
-    entry = shipped(path)
+    entry = shipped_entry(path)
     epochs = entry["train_epochs"] if entry else total_epochs(load_checkpoint(path)["config"])
     weight_file = (f"{WEIGHTS_ROOT}/{path.split('/')[1]}/{entry['file']}" if entry
                    else weights.get(portable(path)))

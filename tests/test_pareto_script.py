@@ -22,8 +22,8 @@ def test_below_dense_interpolates_the_dense_curve():
 
 def test_shipped_weights_are_named_as_such_and_paths_portably(tmp_path):
     name = "resnet20_cifar/cifar10"
-    assert pareto.shipped(name)["train_epochs"] >= 1
+    assert pareto.shipped_entry(name)["train_epochs"] >= 1
     assert pareto.source_key(name) == name
     run = tmp_path / "runs" / "aig32" / "last.pt"
-    assert pareto.shipped(str(run)) is None
+    assert pareto.shipped_entry(str(run)) is None
     assert pareto.source_key(str(run)) == "runs/aig32/last.pt"

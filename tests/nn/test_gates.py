@@ -96,6 +96,22 @@ def test_hard_training_mode_is_binary_with_gradient():
     assert gate.fc1.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
+def test_threshold_training_mode_takes_the_inference_decisions_with_a_gradient(threshold):
+    gate = Gate(4).train()
+    torch.nn.init.normal_(gate.fc2.weight)  # margins spread around the threshold
+    x = torch.randn(256, 4, 2, 2)
+    set_gate_mode(gate, train="threshold", threshold=threshold, tau=2.0)
+    with torch.no_grad():
+        margin = gate.margin(x)  # training-mode BatchNorm, as in the forward below
+    decided = (margin > threshold_logit(threshold)).float()
+    g = gate(x)
+    assert gate.binary and torch.equal(g.detach(), decided)
+    assert 0 < decided.mean() < 1  # both decisions occur: the test can tell them apart
+    (g * torch.randn(256)).sum().backward()
+    assert gate.fc1.weight.grad.abs().sum() > 0 and gate.fc2.weight.grad.abs().sum() > 0
+
+
 def test_set_gate_mode_reaches_every_gate_and_validates():
     model = aignet.create_model("aig_resnet20_cifar")
     set_gate_mode(model, inference="stochastic", threshold=0.3, tau=0.5)

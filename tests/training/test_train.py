@@ -150,6 +150,37 @@ def test_init_from_a_dense_checkpoint(data_dir, tmp_path):
                      str(tmp_path / "dense" / "last.pt"))
 
 
+def test_init_from_a_gated_checkpoint_keeps_its_gates(tmp_path):
+    from aignet.models.registry import create_model
+    from aignet.training.train import init_weights
+
+    source = create_model("aig_resnet20_cifar")
+    torch.nn.init.normal_(source.layer1[0].gate.fc2.weight)
+    torch.save({"format": "aignet-checkpoint-v1", "model": source.state_dict()},
+               tmp_path / "aig.pt")
+    aig = create_model("aig_resnet20_cifar")
+    assert init_weights(aig, str(tmp_path / "aig.pt")) == []
+    assert all(torch.equal(aig.state_dict()[k], v) for k, v in source.state_dict().items())
+    dense = create_model("resnet20_cifar")  # the gates a dense model lacks are left out
+    init_weights(dense, str(tmp_path / "aig.pt"))
+    assert torch.equal(dense.conv1.weight, source.conv1.weight)
+
+
+def test_init_from_shipped_weights_by_name():
+    from aignet.models.pretrained import pretrained_entry
+    from aignet.models.registry import create_model
+    from aignet.training.checkpoint import total_epochs
+    from aignet.training.train import init_weights
+
+    aig = create_model("aig_resnet32_cifar")
+    init_weights(aig, "aig_resnet32_cifar/cifar10")
+    shipped = create_model("aig_resnet32_cifar", pretrained="cifar10")
+    assert all(torch.equal(aig.state_dict()[k], v) for k, v in shipped.state_dict().items())
+    entry = pretrained_entry("aig_resnet32_cifar", "cifar10")
+    config = {"model": {"init_from": "aig_resnet32_cifar/cifar10"}, "train": {"epochs": 3}}
+    assert total_epochs(config) == entry["train_epochs"] + 3
+
+
 def test_fine_tune_with_distillation_and_target_warmup(data_dir, tmp_path):
     dense = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
                                                      "model.target_rates": "null",

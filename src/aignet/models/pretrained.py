@@ -51,6 +51,14 @@ def pretrained_entry(name: str, tag: str) -> dict:
     raise ValueError(f"no shipped weights for {name}/{tag}; shipped: {have}")
 
 
+def shipped_entry(source: str) -> dict | None:
+    """The manifest entry when ``source`` names shipped weights (``MODEL/TAG``) and no file of
+    that name exists; None otherwise (``source`` is then a path)."""
+    if Path(source).exists() or source not in list_pretrained():
+        return None
+    return pretrained_entry(*source.split("/"))
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -9,6 +9,10 @@ training (``module.training``)
     ``hard`` (default): straight-through Gumbel. Forward is the one-hot Gumbel-max sample,
     backward the gradient of ``softmax((scores + G) / tau)``.
     ``soft``: the Gumbel-softmax relaxation forward and backward ("soft gates" ablation).
+    ``threshold``: no noise: forward the deterministic inference decision
+    ``softmax(scores)[EXECUTE] > threshold``, backward the gradient of
+    ``softmax(scores / tau)[EXECUTE]`` (straight-through). Fine-tuning in this mode trains the
+    network on exactly the graphs it will run at inference.
 inference (``module.eval()``)
     ``deterministic`` (default): execute iff ``softmax(scores)[EXECUTE] > threshold``.
     ``stochastic``: a Gumbel-max sample.
@@ -30,7 +34,7 @@ from aignet.nn.gated_ops import spatial_mean
 from aignet.nn.gumbel import gumbel_noise, gumbel_softmax
 
 SKIP, EXECUTE = 0, 1
-TRAIN_MODES = ("hard", "soft")
+TRAIN_MODES = ("hard", "soft", "threshold")
 INFERENCE_MODES = ("deterministic", "stochastic", "expected", "all")
 DEFAULT_HIDDEN = 16
 DEFAULT_INIT_RATE = 0.85
@@ -105,7 +109,7 @@ class GateBase(nn.Module):
     def binary(self) -> bool:
         """True when the gate returns hard 0/1 decisions (so no branch needs scaling)."""
         if self.training:
-            return self.train_mode == "hard"
+            return self.train_mode != "soft"
         return self.inference in ("deterministic", "stochastic")
 
     def margin(self, x: Tensor) -> Tensor:
@@ -119,9 +123,15 @@ class GateBase(nn.Module):
         return self._inference_gate(x)
 
     def _train_gate(self, x: Tensor) -> Tensor:
-        sample = gumbel_softmax(self.scores(x), tau=self.tau, hard=self.train_mode == "hard",
-                                generator=self.generator)
-        g = sample[:, EXECUTE]
+        if self.train_mode == "threshold":
+            margin = self.margin(x)
+            prob = torch.sigmoid(margin / self.tau)  # softmax(scores / tau)[EXECUTE]
+            hard = (margin > threshold_logit(self.threshold)).to(prob.dtype)
+            g = hard + (prob - prob.detach())
+        else:
+            sample = gumbel_softmax(self.scores(x), tau=self.tau, hard=self.train_mode == "hard",
+                                    generator=self.generator)
+            g = sample[:, EXECUTE]
         with torch.no_grad():
             self.running_rate.lerp_(g.detach().mean(), self.momentum)
         return g
@@ -192,7 +202,7 @@ def set_gate_mode(model: nn.Module, *, train: str | None = None, inference: str 
 
     Args:
         model: any module containing gates.
-        train: ``"hard"`` or ``"soft"`` (used while ``model.training``).
+        train: ``"hard"``, ``"soft"`` or ``"threshold"`` (used while ``model.training``).
         inference: one of :data:`INFERENCE_MODES` (used in ``eval()``).
         threshold: deterministic threshold T in [0, 1].
         tau: Gumbel-softmax temperature (> 0).

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from aignet.data import normalization
-from aignet.models.pretrained import list_pretrained, pretrained_entry
+from aignet.models.pretrained import shipped_entry
 from aignet.models.registry import create_model, create_model_from_config
 from aignet.training.config import Config, from_dict
 
@@ -75,7 +75,9 @@ def total_epochs(config: dict) -> int:
     source = config["model"].get("init_from")
     if not source:
         return config["train"]["epochs"]
-    return config["train"]["epochs"] + total_epochs(load_checkpoint(source)["config"])
+    entry = shipped_entry(source)
+    before = entry["train_epochs"] if entry else total_epochs(load_checkpoint(source)["config"])
+    return config["train"]["epochs"] + before
 
 
 def trained_config(model: nn.Module) -> Config:
@@ -97,10 +99,9 @@ def load_model(source: str | os.PathLike, device: torch.device | str = "cpu") ->
         data set's name), ``config`` (the training config, a dict) and ``source``.
     """
     source = str(source)
-    if not Path(source).exists() and source in list_pretrained():
-        name, tag = source.split("/")
-        entry = pretrained_entry(name, tag)
-        model = create_model(name, pretrained=tag)
+    entry = shipped_entry(source)
+    if entry:
+        model = create_model(entry["model"], pretrained=source.split("/")[1])
         config, info = entry["config"], entry["data_info"]
     else:
         ckpt = load_checkpoint(source)

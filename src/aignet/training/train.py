@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from aignet.data import Data
 from aignet.engine.flops import profile_macs
+from aignet.models.pretrained import shipped_entry
 from aignet.models.resnet_weights import GATE_KEY, load_resnet_weights
 from aignet.nn.gates import DEFAULT_INIT_RATE, evaluates_gates, set_gate_mode
 from aignet.nn.losses import AIGLoss, annealed_targets
@@ -73,18 +74,27 @@ class Run:
     tensorboard: TensorBoardLog | None = None
 
 
-def init_weights(model: nn.Module, path: str) -> list[str]:
-    """Load ResNet weights from an aignet checkpoint or a plain state_dict into ``model``.
+def init_weights(model: nn.Module, source: str) -> list[str]:
+    """Load ResNet weights into ``model`` from an aignet checkpoint, a plain state_dict or
+    shipped weights (``MODEL/TAG``).
+
+    A gated source initialises the gates of a gated model too (fine-tuning an AIG model); the
+    gates of a dense source, or those a dense model lacks, are left out.
 
     Returns:
         The keys left at initialisation (the gates').
     """
-    loaded = load_safe(path)
-    state = loaded["model"] if isinstance(loaded, dict) and "format" in loaded else loaded
+    if shipped_entry(source):
+        state = load_model(source).state_dict()
+    else:
+        loaded = load_safe(source)
+        state = loaded["model"] if isinstance(loaded, dict) and "format" in loaded else loaded
     if not isinstance(state, dict):
-        raise ValueError(f"model.init_from: {path} holds no state_dict")
+        raise ValueError(f"model.init_from: {source} holds no state_dict")
+    own = model.state_dict()
     # Keys the source has and we lack are refused; gate keys we have and it lacks stay as built.
-    return load_resnet_weights(model, {k: v for k, v in state.items() if GATE_KEY not in k})
+    return load_resnet_weights(model, {k: v for k, v in state.items()
+                                       if GATE_KEY not in k or k in own})
 
 
 def load_teacher(source: str, device: torch.device, channels_last: bool) -> nn.Module:
