@@ -39,11 +39,6 @@ THRESHOLDS = "0.3,0.4,0.5,0.6,0.7,0.8"
 WEIGHTS_ROOT = "src/aignet/models/weights"  # shipped weights, as the repository names them
 
 
-def source_key(source: str) -> str:
-    """How a point names its model: a portable checkpoint path or the ``MODEL/TAG`` name."""
-    return source if shipped_entry(source) else portable(source)
-
-
 def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
           weights: dict[str, str]) -> dict:
     """One evaluated point of the study (all test images)."""
@@ -55,7 +50,7 @@ def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
     return {"model": r["model"], "kind": kind, "threshold": threshold,
             "top1_error": r["top1_error"], "macs_mean": r["macs_mean"],
             "images_per_s": r["images_per_s"], "train_epochs": epochs,
-            "test_images": r["images"], "weights": weight_file, "checkpoint": source_key(path)}
+            "test_images": r["images"], "weights": weight_file, "checkpoint": portable(path)}
 
 
 def measure_throughput(points: list[dict], paths: dict[str, str], data_dir: str | None,
@@ -172,7 +167,7 @@ def main() -> None:
         known = {(p["checkpoint"], p["threshold"]): p for p in old}
 
     def measured(path: str, kind: str, threshold: float | None) -> dict:
-        key = (source_key(str(path)), threshold)
+        key = (portable(str(path)), threshold)
         if key not in known:
             return point(path, kind, threshold, args.data_dir, weights)
         return known[key] | {"weights": weights.get(key[0])}  # what is shipped may change
@@ -183,7 +178,7 @@ def main() -> None:
         for t in args.thresholds.split(","):
             points.append(measured(path, "aig", float(t)))
             print(json.dumps(points[-1]), flush=True)
-    paths = {source_key(str(p)): str(p) for p in args.dense + args.aig}
+    paths = {portable(str(p)): str(p) for p in args.dense + args.aig}
     measure_throughput(points, paths, args.data_dir, args.speed_batch, args.speed_images,
                        args.speed_reps)
     for key, field in (("macs_mean", "below_dense_macs_points"),

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from aignet.analysis.evaluation import evaluate_checkpoint
-from aignet.models.pretrained import export_weights
+from aignet.models.pretrained import export_weights, shipped_entry
 from aignet.training.checkpoint import load_checkpoint, total_epochs
 
 TEST_SUBSET = 1000
@@ -31,7 +31,7 @@ def commit() -> str:
 def portable(path: str | None) -> str | None:
     """A path as the README writes it (``runs/NAME/last.pt``, ``../shared/data``), without the
     folders of the machine that trained the weights."""
-    if not path:
+    if not path or shipped_entry(path):  # shipped weights are named, not located
         return path
     parts = Path(path).parts
     for anchor in ("runs", "shared"):

@@ -1,4 +1,5 @@
-"""scripts/pareto.py: the distance below the dense curve and how points name their models."""
+"""scripts/pareto.py: the distance below the dense curve and how points name their models
+(with scripts/ship_weights.py's portable paths)."""
 
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def test_below_dense_interpolates_the_dense_curve():
 def test_shipped_weights_are_named_as_such_and_paths_portably(tmp_path):
     name = "resnet20_cifar/cifar10"
     assert pareto.shipped_entry(name)["train_epochs"] >= 1
-    assert pareto.source_key(name) == name
+    assert pareto.portable(name) == name
     run = tmp_path / "runs" / "aig32" / "last.pt"
     assert pareto.shipped_entry(str(run)) is None
-    assert pareto.source_key(str(run)) == "runs/aig32/last.pt"
+    assert pareto.portable(str(run)) == "runs/aig32/last.pt"
