@@ -110,28 +110,42 @@ def figure(points: list[dict], path: Path) -> None:
         for run in sorted({p["checkpoint"] for p in points if p["kind"] == "aig"}):
             sweep = sorted((p for p in points if p["checkpoint"] == run), key=lambda p: p[key])
             ax.plot([p[key] * scale for p in sweep], [100 * p["top1_error"] for p in sweep],
-                    "o--", label=f"{sweep[0]['model']}, {sweep[0]['train_epochs']} epochs "
-                                 "(T sweep)")
+                    "o--", label=f"{run_label(run)}, {sweep[0]['train_epochs']} epochs")
+        # Frame the region around the dense curve: a collapsed threshold would squash it.
+        top = 100 * max(p["top1_error"] for p in dense) + 3
+        shown = [p for p in points if 100 * p["top1_error"] <= top]
+        low = min(p[key] for p in shown) * scale
+        high = max(p[key] for p in shown) * scale
+        ax.set_xlim(low - 0.05 * (high - low), high + 0.1 * (high - low))
+        ax.set_ylim(100 * min(p["top1_error"] for p in shown) - 0.5, top)
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 error (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("CIFAR-10 test error against compute (10,000 test images)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("CIFAR-10 test error against compute (10,000 test images; AIG: threshold "
+                 "sweeps, points above the frame are off scale)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+def run_label(checkpoint: str) -> str:
+    """A short name of an AIG run: its run folder, or the shipped weights' name."""
+    parts = Path(checkpoint).parts
+    return parts[1] if parts[0] == "runs" and len(parts) > 2 else checkpoint
 
 
 def markdown(points: list[dict]) -> str:
     """The points as a Markdown table (what docs/results.md shows)."""
     def margin(v):
         return "" if v is None else f"{v:+.2f}"
-    rows = ["| model | T | top-1 error | MACs / image | images/s | training epochs | "
+    rows = ["| model | run | T | top-1 error | MACs / image | images/s | training epochs | "
             "below dense curve, at equal MACs (points) | at equal images/s (points) |",
-            "|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         t = "" if p["threshold"] is None else f"{p['threshold']:.1f}"
-        rows.append(f"| {p['model']} | {t} | {100 * p['top1_error']:.2f}% | "
+        run = "" if p["kind"] == "dense" else run_label(p["checkpoint"])
+        rows.append(f"| {p['model']} | {run} | {t} | {100 * p['top1_error']:.2f}% | "
                     f"{p['macs_mean'] / 1e6:.1f}M | {p['images_per_s']:.0f} | "
                     f"{p['train_epochs']} | {margin(p['below_dense_macs_points'])} | "
                     f"{margin(p['below_dense_speed_points'])} |")
@@ -155,7 +169,14 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep the points of --out already measured (same checkpoint and "
                              "threshold) and evaluate only the new ones")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the figure and print the table from --out, measuring nothing")
     args = parser.parse_args()
+    if args.plot_only:
+        points = json.loads(Path(args.out).read_text())
+        figure(points, Path(args.figure))
+        print(markdown(points))
+        return
     weights = {}
     if args.weights:
         manifest = json.loads(Path(args.weights).read_text())

@@ -28,3 +28,5 @@ def test_shipped_weights_are_named_as_such_and_paths_portably(tmp_path):
     run = tmp_path / "runs" / "aig32" / "last.pt"
     assert pareto.shipped_entry(str(run)) is None
     assert pareto.portable(str(run)) == "runs/aig32/last.pt"
+    assert pareto.run_label("runs/aig32/last.pt") == "aig32"
+    assert pareto.run_label(name) == name
