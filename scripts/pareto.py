@@ -31,12 +31,12 @@ from ship_weights import portable
 
 from aignet.analysis.evaluation import evaluate_checkpoint
 from aignet.engine.inference import Predictor
-from aignet.models.pretrained import shipped_entry
+from aignet.models.pretrained import WEIGHTS_DIR, shipped_entry
 from aignet.training.checkpoint import load_checkpoint, load_model, total_epochs, trained_config
 from aignet.training.config import build_configured_data
 
 THRESHOLDS = "0.3,0.4,0.5,0.6,0.7,0.8"
-WEIGHTS_ROOT = "src/aignet/models/weights"  # shipped weights, as the repository names them
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
@@ -45,8 +45,8 @@ def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
     r = evaluate_checkpoint(path, data_dir=data_dir, threshold=threshold or 0.5)
     entry = shipped_entry(path)
     epochs = entry["train_epochs"] if entry else total_epochs(load_checkpoint(path)["config"])
-    weight_file = (f"{WEIGHTS_ROOT}/{path.split('/')[1]}/{entry['file']}" if entry
-                   else weights.get(portable(path)))
+    weight_file = (str((WEIGHTS_DIR / path.split("/")[1] / entry["file"]).relative_to(ROOT))
+                   if entry else weights.get(portable(path)))
     return {"model": r["model"], "kind": kind, "threshold": threshold,
             "top1_error": r["top1_error"], "macs_mean": r["macs_mean"],
             "images_per_s": r["images_per_s"], "train_epochs": epochs,

@@ -13,6 +13,7 @@ Decisions and logits equal the unfused model's up to float32 rounding.
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import torch
@@ -25,6 +26,12 @@ from aignet.nn.gates import EXECUTE, SKIP, Gate, GateBase, float32_region, poole
 # Shared batch-1 decisions of FusedGate._decide_one.
 _OPEN = torch.ones(1)
 _CLOSED = torch.zeros(1)
+
+
+@functools.cache
+def _averager(area: int) -> np.ndarray:
+    """The vector whose dot product with ``area`` values is their mean (float32)."""
+    return np.full(area, 1.0 / area, dtype=np.float32)
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -101,7 +108,6 @@ class FusedGate(GateBase):
             self._numpy = (self.weight_t.t().contiguous().numpy(), self.bias.numpy(),
                            self.vector.numpy())
             self._numpy_source = self.weight_t
-            self._averagers: dict[int, np.ndarray] = {}
         weight, bias, vector = self._numpy
         hidden = weight @ self._pooled_one(x)
         hidden += bias
@@ -113,9 +119,7 @@ class FusedGate(GateBase):
         area = x.shape[2] * x.shape[3]
         if x.dtype != torch.float32:
             return pooled_sum(x).numpy()[0] * np.float32(1.0 / area)
-        averager = self._averagers.get(area)
-        if averager is None:
-            averager = self._averagers[area] = np.full(area, 1.0 / area, dtype=np.float32)
+        averager = _averager(area)
         image = x.numpy()[0]
         if is_channels_last(x):  # (H, W, C) rows in memory
             return averager @ image.transpose(1, 2, 0).reshape(area, -1)

@@ -54,9 +54,10 @@ def pretrained_entry(name: str, tag: str) -> dict:
 def shipped_entry(source: str) -> dict | None:
     """The manifest entry when ``source`` names shipped weights (``MODEL/TAG``) and no file of
     that name exists; None otherwise (``source`` is then a path)."""
-    if Path(source).exists() or source not in list_pretrained():
+    if Path(source).exists() or source.count("/") != 1:
         return None
-    return pretrained_entry(*source.split("/"))
+    name, tag = source.split("/")
+    return next((e for e in read_manifest(tag)["models"] if e["model"] == name), None)
 
 
 def sha256(path: Path) -> str:

@@ -77,9 +77,9 @@ class _GatedMerge(torch.autograd.Function):
     def forward(ctx, shortcut: Tensor, residual: Tensor, g: Tensor) -> Tensor:
         # On the (B, N) rows: addcmul with a (B, 1, 1, 1) scale on a channels_last map is 2x
         # slower in float32 than on a 2-d view of the same memory.
+        # The rows follow the residual's memory order (reshape copies a shortcut laid out
+        # otherwise).
         cl = is_channels_last(residual)
-        if cl != is_channels_last(shortcut):
-            shortcut = shortcut.contiguous(memory_format=residual.suggest_memory_format())
         # g is often a column of the gate's (B, 2) sample: a strided scale halves addcmul's speed.
         rows = torch.addcmul(_flat_rows(shortcut, cl), g.to(residual.dtype).contiguous()[:, None],
                              _flat_rows(residual, cl)).relu_()
