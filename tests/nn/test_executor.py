@@ -46,9 +46,10 @@ def test_sparse_equals_masked_in_every_mode(name, size, kwargs, batch):
 
 @pytest.mark.parametrize("open_bias", [-30.0, 30.0])
 @pytest.mark.parametrize("batch", [1, 7])
-def test_all_closed_and_all_open(open_bias, batch):
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_all_closed_and_all_open(open_bias, batch, shortcut):
     model = warmed_model("aig_resnet20_cifar", 32, spread=1e-3, open_bias=open_bias,
-                         shortcut="B")
+                         shortcut=shortcut)
     x = torch.randn(batch, 3, 32, 32)
     masked = _run(model, x, "masked", "deterministic", 0.5)
     sparse = _run(model, x, "sparse", "deterministic", 0.5)

@@ -162,7 +162,9 @@ class ResNet(nn.Module):
         """Input image -> input of the first residual block."""
         x = self.conv1(x)
         if self.bn1 is not None:
-            x = F.relu(self.bn1(x))
+            # In place, as torchvision: the BatchNorm output (or, fused, the convolution's) is
+            # a fresh tensor that nothing else reads.
+            x = F.relu(self.bn1(x), inplace=True)
         if self.maxpool is not None:
             x = self.maxpool(x)
         return x

@@ -34,6 +34,10 @@ class ZeroPadShortcut(nn.Module):
     Subsamples spatially by ``stride`` and appends zero channels up to ``out_planes``.
     """
 
+    # Subsampling and zero channels keep a non-negative input non-negative, so the activation
+    # after a skipped branch (``relu(shortcut(x))`` of a ReLU output) is the identity.
+    keeps_nonnegative = True
+
     def __init__(self, stride: int, in_planes: int, out_planes: int) -> None:
         super().__init__()
         self.stride = stride

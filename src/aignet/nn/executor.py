@@ -53,11 +53,18 @@ def write_rows(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
 
 def skip_output(block: ResidualBlock, x: Tensor) -> Tensor:
     """The block output for images whose branch is skipped: ``activate(shortcut(x))``."""
-    if block.downsample is None:
-        # Identity shortcut: the input is already a post-activation (non-negative) tensor or the
-        # block has no output activation, so activate(x) == x exactly.
-        return x
-    return block.activate(block.shortcut(x))
+    return activated_shortcut(block, block.shortcut(x))
+
+
+def activated_shortcut(block: ResidualBlock, shortcut: Tensor) -> Tensor:
+    """``activate(shortcut)`` for a shortcut output, without a ReLU that would change nothing.
+
+    The input is a post-activation (non-negative) tensor or the block has no output activation,
+    so an identity shortcut or one that keeps signs (zero padding) needs no activation.
+    """
+    if block.downsample is None or getattr(block.downsample, "keeps_nonnegative", False):
+        return shortcut
+    return block.activate(shortcut)
 
 
 def sparse_block_forward(block: ResidualBlock, x: Tensor, g: Tensor) -> Tensor:
@@ -96,4 +103,4 @@ def sparse_block_forward(block: ResidualBlock, x: Tensor, g: Tensor) -> Tensor:
         return write_rows(x, index, block.merge_into(rows, branch))
     shortcut = block.shortcut(x)
     rows = block.merge_into(select_rows(shortcut, index), branch)
-    return write_rows(block.activate(shortcut), index, rows)
+    return write_rows(activated_shortcut(block, shortcut), index, rows)
