@@ -2,8 +2,9 @@
 
 For each model (shipped weights ``MODEL/TAG`` or checkpoints) and reduced precision: gate-decision
 agreement with fp32, the change of top-1 error, and the measured time per image at batch 1, 32
-and 256 of fp32 sparse, bf16 sparse, int8 sparse (calibrated on 512 un-augmented training
-images), and the fp32 dense counterpart (every gate open, the same fused network), all
+and 256 of fp32 sparse, bf16 sparse (first stage in float32, the default), bf16 sparse with
+every block converted, int8 sparse (calibrated on 512 un-augmented training images), and the
+fp32 dense counterpart (every gate open, the same fused network), all
 interleaved, median over repetitions. Also the model's own ideal speed-up
 (dense MACs / mean MACs) and the measured speed-up over dense. Prints JSON and writes
 benchmarks/results/precision_cpu.json. Run on an otherwise idle machine.
@@ -17,19 +18,24 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import aignet
+from aignet.engine.bench import cpu_name
 from aignet.training.checkpoint import trained_config
 from aignet.training.config import build_configured_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-LOW = ("bf16", "int8")
+# Reduced-precision variants: name -> Predictor keywords. "bf16" keeps the first stage (and the
+# input and stem) in float32 by default; "bf16_all" converts every block.
+LOW = {"bf16": {"precision": "bf16"}, "bf16_all": {"precision": "bf16", "keep_float": ()},
+       "int8": {"precision": "int8"}}
 
 
 def images_and_calibration(model, data_dir: str, limit: int, calibration: int
@@ -62,17 +68,18 @@ def measure(source: str, data_dir: str, limit: int, reps: int, calibration: int)
     images, labels, calib = images_and_calibration(model, data_dir, limit, calibration)
     predictors = {"fp32_dense": aignet.Predictor(model, channels_last=True, mode="all"),
                   "fp32_sparse": aignet.Predictor(model, channels_last=True),
-                  **{f"{p}_sparse": aignet.Predictor(model, channels_last=True, precision=p,
-                                                     calibration=calib) for p in LOW}}
-    out = {k: p(images) for k, p in predictors.items() if k != "fp32_dense"}
-    err = {k.split("_")[0]: float((p.logits.argmax(1) != labels).float().mean())
-           for k, p in out.items()}
-    ref = out["fp32_sparse"]
+                  **{f"{name}_sparse": aignet.Predictor(model, channels_last=True,
+                                                        calibration=calib, **kwargs)
+                     for name, kwargs in LOW.items()}}
+    out = {k.removesuffix("_sparse"): p(images) for k, p in predictors.items()
+           if k != "fp32_dense"}
+    err = {k: float((p.logits.argmax(1) != labels).float().mean()) for k, p in out.items()}
+    ref = out["fp32"]
     row = {"model": source, "images": len(labels), "calibration_images": len(calib),
            "top1_error_fp32": err["fp32"], "mac_ratio": ref.record.summary()["mac_ratio"],
            "ideal_speedup": round(1 / ref.record.summary()["mac_ratio"], 3), "batches": {}}
     for p in LOW:
-        executed = out[f"{p}_sparse"].record.executed
+        executed = out[p].record.executed
         row |= {f"gate_agreement_{p}": float((ref.record.executed == executed).float().mean()),
                 f"top1_error_{p}": err[p],
                 f"top1_change_points_{p}": round(100 * (err[p] - err["fp32"]), 3)}
@@ -102,9 +109,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [measure(m, args.data_dir, args.images, args.reps, args.calibration)
             for m in args.models]
-    result = {"torch": torch.__version__, "threads": args.threads, "rows": rows,
-              "command": "python benchmarks/precision.py --data-dir ../shared/data --models "
-                         + " ".join(args.models)}
+    result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
+              "rows": rows,
+              "command": " ".join(["python", "benchmarks/precision.py", *sys.argv[1:]])}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -67,3 +67,39 @@ def test_int8_needs_calibration_and_a_fused_model():
         quantize_branches(model, [x])
     with pytest.raises(ValueError, match="no images"):
         aignet.Predictor(model, precision="int8", calibration=[])
+
+
+def _dtypes(module: torch.nn.Module) -> set[torch.dtype]:
+    return {p.dtype for n, p in module.named_parameters() if "gate" not in n}
+
+
+def test_bf16_keeps_the_input_stem_and_first_stage_in_float_by_default():
+    model = warmed_model("aig_resnet20_cifar", 32, spread=0.5)
+    x = torch.randn(16, 3, 32, 32)
+    fp32 = aignet.Predictor(model, channels_last=True)(x)
+    predictor = aignet.Predictor(model, channels_last=True, precision="bf16")
+    runner = predictor.model
+    assert predictor.dtype == torch.float32
+    assert _dtypes(runner.conv1) == _dtypes(runner.layer1) == {torch.float32}
+    assert _dtypes(runner.layer2) == _dtypes(runner.layer3) == _dtypes(runner.fc) == {
+        torch.bfloat16}
+    out = predictor(x)
+    # The first stage computes exactly what fp32 computes: its three gates decide alike.
+    assert torch.equal(out.record.executed[:, :3], fp32.record.executed[:, :3])
+    assert torch.allclose(out.logits, fp32.logits, atol=0.5, rtol=0.1)
+
+
+@pytest.mark.parametrize("keep,stem", [((), torch.bfloat16), (("layer2",), torch.bfloat16),
+                                       (("layer1", "layer3"), torch.float32)])
+def test_bf16_casts_where_the_precision_changes(keep, stem):
+    model = warmed_model("aig_resnet20_cifar", 32, spread=0.5)
+    predictor = aignet.Predictor(model, channels_last=True, precision="bf16", keep_float=keep)
+    runner = predictor.model
+    assert predictor.dtype == _dtypes(runner.conv1).pop() == stem
+    for stage in ("layer1", "layer2", "layer3"):
+        want = torch.float32 if stage in keep else torch.bfloat16
+        assert _dtypes(getattr(runner, stage)) == {want}
+    x = torch.randn(8, 3, 32, 32)
+    out, fp32 = predictor(x), aignet.Predictor(model, channels_last=True)(x)
+    assert out.logits.dtype == torch.float32
+    assert torch.allclose(out.logits, fp32.logits, atol=0.5, rtol=0.1)

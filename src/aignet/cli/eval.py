@@ -29,8 +29,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="evaluate the first N images only")
     p.add_argument("--no-fuse", action="store_true", help="run the unfused model")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="bf16: convolutions in bfloat16 (AMX), gates in float32; int8: residual "
-                        "branches quantized after training (first stage and gates in float32)")
+                   help="bf16: convolutions in bfloat16 (AMX); int8: residual branches quantized "
+                        "after training (both keep the gates and the first stage in float32)")
     p.add_argument("--calibration-images", type=positive_int, default=512,
                    help="int8: un-augmented training images that calibrate the quantization")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from aignet.engine.flops import profile_macs
 from aignet.engine.fuse import fuse
-from aignet.engine.quantize import check_precision, to_precision
+from aignet.engine.quantize import check_precision, input_dtype, to_precision
 from aignet.engine.record import ExecutionRecord
 from aignet.models.registry import create_model
 from aignet.models.resnet_weights import GATE_KEY
@@ -107,7 +107,7 @@ def _block_profile(model: nn.Module, batches: Sequence[Tensor], device: torch.de
             for i, block in enumerate(model.blocks()):
                 _sync(device)
                 t0 = time.perf_counter()
-                h = block.dense_forward(h)
+                h, _ = block(h)  # an ungated block: its dense forward (and any cast hook)
                 _sync(device)
                 per_block[i] += time.perf_counter() - t0
             model.forward_head(h)
@@ -181,9 +181,9 @@ def benchmark(model_name: str = "aig_resnet110_cifar", rate: float = 0.6,
                "sparse": fuse(gated, channels_last)}
     set_execution(runners["masked"], "masked")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     for runner in runners.values():
         to_precision(runner, precision, [calib[:256].contiguous(memory_format=fmt)])
+    dtype = input_dtype(runners["sparse"])
     rows = []
     for batch in batch_sizes:
         if progress:

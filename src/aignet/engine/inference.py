@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from aignet.engine.flops import MacProfile, profile_macs
 from aignet.engine.fuse import eval_copy, fuse
-from aignet.engine.quantize import KEEP_FLOAT, PRECISIONS, check_precision, to_precision
+from aignet.engine.quantize import KEEP_FLOAT, check_precision, input_dtype, to_precision
 from aignet.engine.record import ExecutionRecord
 from aignet.models.resnet import ModelOutput
 from aignet.nn.blocks import set_execution
@@ -44,12 +44,13 @@ class Predictor:
         channels_last: run in channels_last memory format.
         generator: random generator for the stochastic mode.
         precision: ``"fp32"``; ``"bf16"``: convolutions and linear layers in bfloat16 (AMX on
-            recent x86 CPUs), gates in float32; ``"int8"``: residual branches quantized after
-            training (needs ``calibration`` and ``fused``, see :mod:`aignet.engine.quantize`).
-            Logits are returned in float32.
+            recent x86 CPUs), gates and ``keep_float`` in float32; ``"int8"``: residual
+            branches quantized after training (needs ``calibration`` and ``fused``, see
+            :mod:`aignet.engine.quantize`). Logits are returned in float32.
         calibration: int8 only: normalised images (one batch or an iterable of batches), a few
             hundred training images.
-        keep_float: int8 only: module-name prefixes whose branches stay in float32.
+        keep_float: bf16 and int8: module-name prefixes of blocks that stay in float32
+            (default: the first stage; ``()`` converts every block).
     """
 
     def __init__(self, model: nn.Module, *, mode: str = "deterministic", threshold: float = 0.5,
@@ -61,15 +62,16 @@ class Predictor:
         self.source = model
         self.mode = mode
         self.channels_last = channels_last
-        self.dtype = PRECISIONS[precision]
         runner = fuse(model, channels_last=channels_last) if fused else eval_copy(model)
         set_gate_mode(runner, inference=mode, threshold=threshold, generator=generator)
         set_execution(runner, execution)
+        self.dtype = torch.float32  # what int8 calibration takes; then the runner's own
         if isinstance(calibration, Tensor):
             calibration = [calibration]
         if calibration is not None:
             calibration = (self._prepare(x) for x in calibration)
         self.model = to_precision(runner, precision, calibration, keep_float)
+        self.dtype = input_dtype(self.model)
         self._profiles: dict[tuple[int, int], MacProfile] = {}
 
     def profile(self, height: int, width: int) -> MacProfile:
