@@ -72,7 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help="training checkpoints (last.pt)")
-    parser.add_argument("--tag", default="cifar10", help="the data set the weights learned")
+    parser.add_argument("--tag", default="cifar10",
+                        help="weights tag: the data set, with a suffix for another recipe "
+                             "(cifar10_45ep)")
     parser.add_argument("--data-dir", help="folder holding the data set")
     args = parser.parse_args()
     for path in args.checkpoints:

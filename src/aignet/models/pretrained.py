@@ -4,7 +4,9 @@
 ``manifest.json`` that records, per model, the file's sha256, the training recipe and command,
 the commit, the training config and data facts, and the measured test error and MACs.
 ``create_model(name, pretrained="cifar10")`` and ``aignet eval --pretrained name/cifar10`` read
-them; ``scripts/ship_weights.py`` writes them from training checkpoints.
+them; ``scripts/ship_weights.py`` writes them from training checkpoints. A tag names the data
+set, with a suffix where another recipe trained the same model (``cifar10_45ep``), as timm's
+pretrained tags do.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def _manifest_path(tag: str, root: Path | None = None) -> Path:
 
 
 def read_manifest(tag: str, root: Path | None = None) -> dict:
-    """The manifest of the weights trained on data set ``tag`` (empty when none shipped)."""
+    """The manifest of the weights of ``tag`` (empty when none shipped)."""
     path = _manifest_path(tag, root)
     if not path.is_file():
         return {"tag": tag, "models": []}
