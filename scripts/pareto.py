@@ -6,6 +6,8 @@ fused, channels_last, fp32, batch 256, the first 2,048 test images, median over 
 repetitions, so the drift of a shared machine hits every point alike). Writes the points as
 JSON, draws both figures, and says for each AIG point how far it lies below the dense curve
 (piecewise linear through the dense points; positive = better than dense at the same cost).
+``--controls`` adds dense runs trained otherwise (e.g. as long as an AIG run, with its teacher):
+drawn and measured against the curve like the AIG points, but not part of it.
 
     python scripts/pareto.py --data-dir ../shared/data \
         --dense runs/resnet20/last.pt runs/resnet32/last.pt ... \
@@ -77,15 +79,20 @@ def measure_throughput(points: list[dict], paths: dict[str, str], data_dir: str 
         p["images_per_s"] = round(n / statistics.median(s), 1)
 
 
+def on_curve(p: dict) -> bool:
+    """Whether a point is one of the dense curve's (a dense run that is not a control)."""
+    return p["kind"] == "dense" and not p.get("control", False)
+
+
 def below_dense(points: list[dict], x_key: str) -> list[float | None]:
-    """Per point: dense error interpolated at its cost minus its error, in points (None: the
-    cost lies outside the dense range)."""
-    dense = sorted((p[x_key], p["top1_error"]) for p in points if p["kind"] == "dense")
+    """Per point: dense error interpolated at its cost minus its error, in points (None: a
+    point of the curve, or a cost outside the dense range)."""
+    dense = sorted((p[x_key], p["top1_error"]) for p in points if on_curve(p))
     xs, ys = np.array([d[0] for d in dense]), np.array([d[1] for d in dense])
     margins = []
     for p in points:
         x = p[x_key]
-        if p["kind"] == "dense" or not xs.min() <= x <= xs.max():
+        if on_curve(p) or not xs.min() <= x <= xs.max():
             margins.append(None)
             continue
         margins.append(round(100 * (float(np.interp(x, xs, ys)) - p["top1_error"]), 3))
@@ -101,7 +108,7 @@ def figure(points: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label, scale in ((axes[0], "macs_mean", "MACs per image (M)", 1e-6),
                                   (axes[1], "images_per_s", "images/s (sparse, fused, CPU)", 1)):
-        dense = sorted((p for p in points if p["kind"] == "dense"), key=lambda p: p[key])
+        dense = sorted((p for p in points if on_curve(p)), key=lambda p: p[key])
         ax.plot([p[key] * scale for p in dense], [100 * p["top1_error"] for p in dense],
                 "k-o", label="ResNet (dense)")
         for p in dense:
@@ -111,6 +118,10 @@ def figure(points: list[dict], path: Path) -> None:
             sweep = sorted((p for p in points if p["checkpoint"] == run), key=lambda p: p[key])
             ax.plot([p[key] * scale for p in sweep], [100 * p["top1_error"] for p in sweep],
                     "o--", label=f"{run_label(run)}, {sweep[0]['train_epochs']} epochs")
+        for p in (p for p in points if p["kind"] == "dense" and not on_curve(p)):
+            ax.plot(p[key] * scale, 100 * p["top1_error"], "ks", fillstyle="none",
+                    label=f"{run_label(p['checkpoint'])} (dense control), "
+                          f"{p['train_epochs']} epochs")
         # Frame the region around the dense curve: a collapsed threshold would squash it.
         top = 100 * max(p["top1_error"] for p in dense) + 3
         shown = [p for p in points if 100 * p["top1_error"] <= top]
@@ -144,7 +155,7 @@ def markdown(points: list[dict]) -> str:
             "|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         t = "" if p["threshold"] is None else f"{p['threshold']:.1f}"
-        run = "" if p["kind"] == "dense" else run_label(p["checkpoint"])
+        run = "" if on_curve(p) else run_label(p["checkpoint"])
         rows.append(f"| {p['model']} | {run} | {t} | {100 * p['top1_error']:.2f}% | "
                     f"{p['macs_mean'] / 1e6:.1f}M | {p['images_per_s']:.0f} | "
                     f"{p['train_epochs']} | {margin(p['below_dense_macs_points'])} | "
@@ -157,6 +168,8 @@ def main() -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dense", nargs="+", required=True, help="dense run checkpoints")
     parser.add_argument("--aig", nargs="+", required=True, help="AIG run checkpoints")
+    parser.add_argument("--controls", nargs="*", default=[],
+                        help="dense checkpoints shown against the curve but not part of it")
     parser.add_argument("--thresholds", default=THRESHOLDS, help="AIG thresholds T")
     parser.add_argument("--data-dir", help="folder holding the data set")
     parser.add_argument("--weights", help="manifest of shipped weights (model -> file)")
@@ -195,11 +208,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     points = [measured(p, "dense", None) for p in args.dense]
+    points += [measured(p, "dense", None) | {"control": True} for p in args.controls]
     for path in args.aig:
         for t in args.thresholds.split(","):
             points.append(measured(path, "aig", float(t)))
             print(json.dumps(points[-1]), flush=True)
-    paths = {portable(str(p)): str(p) for p in args.dense + args.aig}
+    paths = {portable(str(p)): str(p) for p in args.dense + args.controls + args.aig}
     measure_throughput(points, paths, args.data_dir, args.speed_batch, args.speed_images,
                        args.speed_reps)
     for key, field in (("macs_mean", "below_dense_macs_points"),

@@ -21,6 +21,15 @@ def test_below_dense_interpolates_the_dense_curve():
     assert pareto.below_dense(points, "macs_mean") == [None, None, 0.5, -1.0, None]
 
 
+def test_controls_are_measured_against_the_curve_but_not_part_of_it():
+    control = _p("dense", 40.0, 0.105) | {"control": True}
+    points = [_p("dense", 40.0, 0.12), _p("dense", 80.0, 0.10), control,
+              _p("aig", 60.0, 0.105)]
+    assert [pareto.on_curve(p) for p in points] == [True, True, False, False]
+    # The control lies 1.5 points below the curve at its cost; it does not move the curve.
+    assert pareto.below_dense(points, "macs_mean") == [None, None, 1.5, 0.5]
+
+
 def test_shipped_weights_are_named_as_such_and_paths_portably(tmp_path):
     name = "resnet20_cifar/cifar10"
     assert pareto.shipped_entry(name)["train_epochs"] >= 1
