@@ -166,8 +166,9 @@ def to_bfloat16(model: nn.Module, keep_float: Sequence[str] = KEEP_FLOAT) -> nn.
         gate.float()
     if blocks and _dtype(blocks[0][1]) == torch.float32:
         model.conv1.float()
+    head = [m for m in (getattr(model, "final_bn", None), model.fc) if m is not None]
     previous = _dtype(model.conv1)
-    for module in [block for _, block in blocks] + [model.fc]:
+    for module in [block for _, block in blocks] + head:
         if _dtype(module) != previous:
             module.register_forward_pre_hook(_CastInput(_dtype(module)))
         previous = _dtype(module)
