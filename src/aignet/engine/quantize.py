@@ -37,7 +37,8 @@ from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxOb
 from aignet.nn.blocks import ResidualBlock
 from aignet.nn.gates import iter_gates
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
+# What a model computes in; the dtype it takes its images in follows (input_dtype).
+PRECISIONS = ("fp32", "bf16", "int8")
 # Module-name prefixes kept in float32 by default in bf16 and int8.
 KEEP_FLOAT = ("layer1",)
 # oneDNN runs int8 convolutions on AMX; FBGEMM (behind "x86") is the fallback.
