@@ -3,7 +3,8 @@
 One optimisation step (forward, loss, backward, SGD) on a fixed random CIFAR batch, channels_last,
 in fp32 and under bf16 autocast. Dense and gated steps are interleaved and each ratio is the
 median over repetitions of (dense time / AIG time), so a slow moment of the machine hits both.
-Prints JSON and writes it to benchmarks/results/train_speed_cpu.json.
+Prints JSON and writes it to benchmarks/results/train_speed_cpu.json. ``AIGNET_KERNELS=off``
+measures the PyTorch reference ops instead of the compiled kernels.
 
     python benchmarks/train_speed.py                          # ResNet-32 and -56, batch 128
     python benchmarks/train_speed.py --depths 110 --reps 10
@@ -22,6 +23,7 @@ import torch
 
 import aignet
 from aignet.engine.bench import cpu_name
+from aignet.nn import kernels
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -77,6 +79,7 @@ def main() -> None:
             for d in args.depths.split(",") for amp in (False, True)]
     command = " ".join(["python", "benchmarks/train_speed.py", *sys.argv[1:]])
     result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
+              "compiled_kernels": kernels.load() is not None,
               "rows": rows, "command": command}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -1,5 +1,6 @@
-"""The package data a wheel carries: shipped weights and recipes must reach a non-editable
-install (an editable one reads them from the source tree and would hide a wrong glob)."""
+"""The package data a wheel carries: shipped weights, recipes and kernel sources must reach a
+non-editable install (an editable one reads them from the source tree and would hide a wrong
+glob)."""
 
 from pathlib import Path
 
@@ -15,8 +16,8 @@ def _package_data() -> set[Path]:
     return {p for g in globs for p in PACKAGE.glob(g)}
 
 
-def test_every_shipped_weight_manifest_and_recipe_is_package_data():
+def test_every_shipped_weight_manifest_recipe_and_kernel_source_is_package_data():
     wanted = {p for p in PACKAGE.rglob("*")
-              if p.suffix in (".safetensors", ".yaml") or p.name == "manifest.json"}
+              if p.suffix in (".safetensors", ".yaml", ".cpp", ".h") or p.name == "manifest.json"}
     assert wanted, "no weights or recipes found under src/aignet"
     assert wanted <= _package_data(), sorted(str(p) for p in wanted - _package_data())

@@ -9,15 +9,22 @@ does not need (measured in ``benchmarks/train_speed.py``):
   accumulates in float32), over the NHWC rows when channels_last, and the backward returns the
   gradient in the input's dtype: a broadcast view in float32, a materialised map in x's layout
   in reduced precision (where autograd's addition of a broadcast view is slow).
-* :func:`gated_merge`, ``relu(shortcut + g * residual)``: one ``addcmul`` and an in-place ReLU
-  forward, and a backward that saves only the output (for the ReLU mask) and the residual,
-  with the gate's gradient as one row-wise dot product.
+* :func:`gated_merge`, ``relu(shortcut + g * residual)``: a backward that saves only the output
+  (for the ReLU mask) and the residual, with the gate's gradient as one row-wise dot product.
+  On CPU in float32 and bf16 it runs as one compiled pass each way (:mod:`aignet.nn.kernels`,
+  ``csrc/gated_merge.cpp``), which also returns the output's spatial mean: the next block's
+  gate pools exactly that map, so :func:`spatial_mean` takes the mean from there and the
+  pooling's backward pass folds into the merge's. Elsewhere (no compiler, another device or
+  dtype) the PyTorch reference runs: ``addcmul`` and an in-place ReLU forward, the ReLU mask,
+  the product and the dot product backward.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from aignet.nn import kernels
 
 
 class _SpatialMean(torch.autograd.Function):
@@ -47,7 +54,14 @@ class _SpatialMean(torch.autograd.Function):
 
 
 def spatial_mean(x: Tensor) -> Tensor:
-    """Mean over H and W of (B, C, H, W) as float32 (B, C), cheap in reduced precision."""
+    """Mean over H and W of (B, C, H, W) as float32 (B, C), cheap in reduced precision.
+
+    A map made by the fused :func:`gated_merge` carries its mean already (computed in the same
+    pass, its gradient added in the same backward pass); it is used while the map is unchanged.
+    """
+    carried = getattr(x, _MEAN_ATTR, None)
+    if carried is not None and carried[1] == x._version:
+        return carried[0]
     return _SpatialMean.apply(x)
 
 
@@ -70,6 +84,10 @@ def _unflat_rows(rows: Tensor, shape: torch.Size, channels_last: bool) -> Tensor
     if channels_last:
         return rows.view(b, h, w, c).permute(0, 3, 1, 2)
     return rows.view(b, c, h, w)
+
+
+# Attribute of a fused merge's output: (its spatial mean, the output's version when computed).
+_MEAN_ATTR = "_aignet_spatial_mean"
 
 
 class _GatedMerge(torch.autograd.Function):
@@ -100,6 +118,46 @@ class _GatedMerge(torch.autograd.Function):
         return grad, grad_residual, grad_g
 
 
+class _FusedGatedMerge(torch.autograd.Function):
+    """:class:`_GatedMerge` as one compiled pass each way (``csrc/gated_merge.cpp``).
+
+    Returns the output and its (B, C) spatial mean; the mean's gradient (from the next block's
+    gate) is added to the output's gradient inside the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, shortcut: Tensor, residual: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+        cl = is_channels_last(residual)
+        ctx.set_materialize_grads(False)
+        ctx.layout = (residual.shape, cl)
+        rows, mean = kernels.load().merge_forward(
+            _flat_rows(shortcut, cl).contiguous(), _flat_rows(residual, cl).contiguous(),
+            g.float().contiguous(), residual.shape[1], cl)
+        out = _unflat_rows(rows, residual.shape, cl)
+        ctx.save_for_backward(out, residual, g)
+        return out, mean
+
+    @staticmethod
+    def backward(ctx, grad: Tensor | None, grad_mean: Tensor | None
+                 ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        out, residual, g = ctx.saved_tensors
+        shape, cl = ctx.layout
+        if grad is None:
+            grad = torch.zeros_like(out)
+        grad_in, grad_residual, grad_g = kernels.load().merge_backward(
+            _flat_rows(grad.to(out.dtype), cl).contiguous(), _flat_rows(out, cl),
+            _flat_rows(residual, cl).contiguous(), g.float().contiguous(),
+            None if grad_mean is None else grad_mean.float().contiguous(), shape[1], cl)
+        return (_unflat_rows(grad_in, shape, cl), _unflat_rows(grad_residual, shape, cl),
+                grad_g.to(g.dtype) if ctx.needs_input_grad[2] else None)
+
+
+def _fused_merge_applies(residual: Tensor) -> bool:
+    """Whether the compiled merge runs for ``residual`` (CPU, float32 or bf16, built)."""
+    return (residual.dtype in (torch.float32, torch.bfloat16) and residual.dim() == 4
+            and kernels.usable(residual) is not None)
+
+
 def gated_merge(shortcut: Tensor, residual: Tensor, g: Tensor) -> Tensor:
     """``relu(shortcut + g[:, None, None, None] * residual)`` with a lean backward.
 
@@ -111,4 +169,9 @@ def gated_merge(shortcut: Tensor, residual: Tensor, g: Tensor) -> Tensor:
     if shortcut.dtype != residual.dtype:
         dtype = torch.promote_types(shortcut.dtype, residual.dtype)
         shortcut, residual = shortcut.to(dtype), residual.to(dtype)
+    if _fused_merge_applies(residual):
+        out, mean = _FusedGatedMerge.apply(shortcut, residual, g)
+        if not out.is_inference():  # inference tensors keep no version to check the mean by
+            setattr(out, _MEAN_ATTR, (mean, out._version))
+        return out
     return _GatedMerge.apply(shortcut, residual, g)

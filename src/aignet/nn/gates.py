@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aignet.nn import gate_head
 from aignet.nn.gated_ops import spatial_mean
 from aignet.nn.gumbel import gumbel_noise, gumbel_softmax
 
@@ -186,6 +187,15 @@ class Gate(GateBase):
             self.fc2.bias.zero_()
             self.fc2.bias[EXECUTE] = math.log(init_rate) - math.log1p(-init_rate)
             self.running_rate.fill_(init_rate)
+
+    def _train_gate(self, x: Tensor) -> Tensor:
+        if not gate_head.applies(self, x):
+            return super()._train_gate(x)
+        with float32_region(x):  # the same values and gradients, one compiled call each way
+            g = gate_head.train_gate_head(self, spatial_mean(x), threshold_logit(self.threshold))
+        with torch.no_grad():
+            self.running_rate.lerp_(g.detach().mean(), self.momentum)
+        return g
 
     def scores(self, x: Tensor) -> Tensor:
         """(skip, execute) relevance scores of shape (B, 2), computed in float32."""

@@ -1,0 +1,13 @@
+// The Python module of aignet's CPU kernels (built by aignet.nn.kernels).
+#include "kernels.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("merge_forward", &aignet::merge_forward,
+        "relu(shortcut + g * residual) on (B, N) rows, and each channel's spatial mean");
+  m.def("merge_backward", &aignet::merge_backward,
+        "gradients of the gated merge with respect to (shortcut, residual, g)");
+  m.def("gate_head_forward", &aignet::gate_head_forward,
+        "training gate: pooled input -> Linear -> BatchNorm -> ReLU -> Linear -> sampled g");
+  m.def("gate_head_backward", &aignet::gate_head_backward,
+        "gradients of the training gate with respect to its input and parameters");
+}

@@ -1,0 +1,273 @@
+// Fused kernels for the gated merge out = relu(shortcut + g * residual) of a ConvNet-AIG block.
+//
+// Autograd composes this merge from separate full-size passes: forward addcmul and ReLU, backward
+// the ReLU mask, the product g * grad and the dot product of grad with the residual (the gate's
+// gradient). Here each direction is one pass over the rows of the maps, in float32 or bfloat16
+// (float32 arithmetic, bf16 rounding to nearest even, as ATen does).
+//
+// The forward pass also returns each channel's spatial mean of the output: the next block's gate
+// pools exactly that map, so its pooling (a pass forward, two backward) folds into this one.
+//
+// Maps arrive as (B, N) rows in memory order (contiguous); g is a float32 (B,) vector.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#include "kernels.h"
+
+namespace aignet {
+namespace {
+
+// Scalar float32 <-> storage conversions (bf16 is the upper half of a float32).
+inline float load1(float v) { return v; }
+inline float load1(uint16_t v) {
+  uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+inline void store1(float* p, float v) { *p = v; }
+inline void store1(uint16_t* p, float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  *p = v != v ? static_cast<uint16_t>(0x7FC0u)
+              : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+#ifdef __AVX2__
+// Eight lanes at a time; the compiler does not vectorise the bf16 rounding well on its own.
+constexpr int64_t kLanes = 8;
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline void store8(uint16_t* p, __m256 v) {
+  // Round to nearest even as store1 does; NaN stays a quiet NaN.
+  __m256i u = _mm256_castps_si256(v);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb);
+  r = _mm256_srli_epi32(r, 16);
+  __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan);
+  __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+}
+inline float sum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#else
+constexpr int64_t kLanes = 0;
+#endif
+
+// A row is a sequence of segments. Channels-last rows (H*W segments of C channels) pair every
+// element of a segment with its own channel (kPerElement); NCHW rows (C segments of H*W
+// positions) pair the whole segment with one channel. `mean` and `bias` are indexed the same way.
+
+// out = relu(s + g * r) on one segment of n elements; adds each output to its channel's sum.
+template <bool kPerElement, typename T>
+void forward_segment(const T* s, const T* r, float g, T* out, int64_t n, float* sum) {
+  int64_t i = 0;
+  float total = 0.f;
+#ifdef __AVX2__
+  const __m256 vg = _mm256_set1_ps(g), zero = _mm256_setzero_ps();
+  __m256 acc = zero;
+  for (; i + kLanes <= n; i += kLanes) {
+    // max(0, v) returns v when v is NaN, as torch.relu propagates it.
+    const __m256 v = _mm256_max_ps(zero, _mm256_fmadd_ps(vg, load8(r + i), load8(s + i)));
+    store8(out + i, v);
+    if (sum == nullptr) continue;
+    if (kPerElement) {
+      _mm256_storeu_ps(sum + i, _mm256_add_ps(_mm256_loadu_ps(sum + i), v));
+    } else {
+      acc = _mm256_add_ps(acc, v);
+    }
+  }
+  total = sum8(acc);
+#endif
+  for (; i < n; ++i) {
+    const float z = load1(s[i]) + g * load1(r[i]);
+    const float v = z > 0.f || z != z ? z : 0.f;
+    store1(out + i, v);
+    if (sum != nullptr && kPerElement) sum[i] += v;
+    total += v;
+  }
+  if (sum != nullptr && !kPerElement) *sum += total;
+}
+
+// The merge's gradients on one segment. The output's gradient is grad plus `bias` (the gate's
+// pooling gradient of the next block, per channel); the ReLU passes it where out > 0 (ATen's
+// threshold_backward); grad_r = g * that; returns its dot product with r.
+template <bool kPerElement, typename T>
+float backward_segment(const T* grad, const T* out, const T* r, float g, const float* bias,
+                       T* grad_in, T* grad_r, int64_t n) {
+  float dot = 0.f;
+  int64_t i = 0;
+#ifdef __AVX2__
+  const __m256 vg = _mm256_set1_ps(g), zero = _mm256_setzero_ps();
+  const __m256 scalar_bias = bias != nullptr && !kPerElement ? _mm256_set1_ps(*bias) : zero;
+  __m256 acc = zero;
+  for (; i + kLanes <= n; i += kLanes) {
+    __m256 d = load8(grad + i);
+    if (bias != nullptr) d = _mm256_add_ps(d, kPerElement ? _mm256_loadu_ps(bias + i) : scalar_bias);
+    d = _mm256_and_ps(_mm256_cmp_ps(load8(out + i), zero, _CMP_GT_OQ), d);
+    store8(grad_in + i, d);
+    store8(grad_r + i, _mm256_mul_ps(vg, d));
+    acc = _mm256_fmadd_ps(d, load8(r + i), acc);
+  }
+  dot = sum8(acc);
+#endif
+  for (; i < n; ++i) {
+    const float b = bias == nullptr ? 0.f : bias[kPerElement ? i : 0];
+    const float d = load1(out[i]) > 0.f ? load1(grad[i]) + b : 0.f;
+    store1(grad_in + i, d);
+    store1(grad_r + i, g * d);
+    dot += d * load1(r[i]);
+  }
+  return dot;
+}
+
+struct Rows {
+  int64_t rows, n, channels;
+  bool channels_last;
+  int64_t segments() const { return channels_last ? n / channels : channels; }
+  int64_t segment_length() const { return channels_last ? channels : n / channels; }
+};
+
+// Forward over all rows; `mean` (B, C) receives the spatial mean of every output channel.
+template <typename T>
+void forward_rows(const T* s, const T* r, const float* g, T* out, float* mean, const Rows& d) {
+  const int64_t segs = d.segments(), len = d.segment_length(), spatial = d.n / d.channels;
+  at::parallel_for(0, d.rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      float* m = mean == nullptr ? nullptr : mean + b * d.channels;
+      if (m != nullptr) std::fill(m, m + d.channels, 0.f);
+      for (int64_t k = 0; k < segs; ++k) {
+        const int64_t o = b * d.n + k * len;
+        if (d.channels_last) {
+          forward_segment<true>(s + o, r + o, g[b], out + o, len, m);
+        } else {
+          forward_segment<false>(s + o, r + o, g[b], out + o, len, m == nullptr ? m : m + k);
+        }
+      }
+      if (m != nullptr) {
+        for (int64_t c = 0; c < d.channels; ++c) m[c] /= static_cast<float>(spatial);
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward_rows(const T* grad, const T* out, const T* r, const float* g,
+                   const float* grad_mean, T* grad_in, T* grad_r, float* grad_g, const Rows& d) {
+  const int64_t segs = d.segments(), len = d.segment_length(), spatial = d.n / d.channels;
+  at::parallel_for(0, d.rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> bias(grad_mean == nullptr ? 0 : d.channels);
+    for (int64_t b = begin; b < end; ++b) {
+      // d mean / d out = 1 / (H * W) for every position of the channel.
+      for (int64_t c = 0; c < static_cast<int64_t>(bias.size()); ++c) {
+        bias[c] = grad_mean[b * d.channels + c] / static_cast<float>(spatial);
+      }
+      const float* bs = bias.empty() ? nullptr : bias.data();
+      float dot = 0.f;
+      for (int64_t k = 0; k < segs; ++k) {
+        const int64_t o = b * d.n + k * len;
+        if (d.channels_last) {
+          dot += backward_segment<true>(grad + o, out + o, r + o, g[b], bs, grad_in + o,
+                                        grad_r + o, len);
+        } else {
+          dot += backward_segment<false>(grad + o, out + o, r + o, g[b],
+                                         bs == nullptr ? bs : bs + k, grad_in + o, grad_r + o,
+                                         len);
+        }
+      }
+      if (grad_g != nullptr) grad_g[b] = dot;
+    }
+  });
+}
+
+// Typed pointers: bf16 data is handled as its raw 16-bit patterns.
+template <typename T>
+T* ptr(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
+}
+
+void check_rows(const at::Tensor& t, const at::Tensor& like, const char* name) {
+  TORCH_CHECK(t.dim() == 2 && t.is_contiguous() && t.sizes() == like.sizes() &&
+                  t.scalar_type() == like.scalar_type() && t.device().is_cpu(),
+              name, ": expected contiguous CPU rows shaped and typed as the residual");
+}
+
+Rows check_inputs(const at::Tensor& r, const at::Tensor& g, int64_t channels, bool channels_last) {
+  TORCH_CHECK(r.dim() == 2 && r.is_contiguous() && r.device().is_cpu(),
+              "residual: expected contiguous CPU (B, N) rows");
+  TORCH_CHECK(r.scalar_type() == at::kFloat || r.scalar_type() == at::kBFloat16,
+              "gated merge kernels take float32 or bfloat16 maps");
+  TORCH_CHECK(g.dim() == 1 && g.is_contiguous() && g.scalar_type() == at::kFloat &&
+                  g.size(0) == r.size(0),
+              "g: expected a contiguous float32 (B,) vector");
+  TORCH_CHECK(channels > 0 && r.size(1) % channels == 0, "channels must divide the row length");
+  return Rows{r.size(0), r.size(1), channels, channels_last};
+}
+
+}  // namespace
+
+// Returns (out, mean): the merged rows and the (B, C) float32 spatial mean of each channel.
+std::vector<at::Tensor> merge_forward(const at::Tensor& shortcut, const at::Tensor& residual,
+                                      const at::Tensor& g, int64_t channels, bool channels_last) {
+  const Rows d = check_inputs(residual, g, channels, channels_last);
+  check_rows(shortcut, residual, "shortcut");
+  at::Tensor out = at::empty_like(residual);
+  at::Tensor mean = at::empty({d.rows, channels}, g.options());
+  if (residual.scalar_type() == at::kFloat) {
+    forward_rows(ptr<float>(shortcut), ptr<float>(residual), ptr<float>(g), ptr<float>(out),
+                 ptr<float>(mean), d);
+  } else {
+    forward_rows(ptr<uint16_t>(shortcut), ptr<uint16_t>(residual), ptr<float>(g),
+                 ptr<uint16_t>(out), ptr<float>(mean), d);
+  }
+  return {out, mean};
+}
+
+// Returns (grad_shortcut, grad_residual, grad_g); grad_mean is the gradient of forward's mean
+// (an undefined tensor when it has none).
+std::vector<at::Tensor> merge_backward(const at::Tensor& grad, const at::Tensor& out,
+                                       const at::Tensor& residual, const at::Tensor& g,
+                                       const c10::optional<at::Tensor>& grad_mean,
+                                       int64_t channels, bool channels_last) {
+  const Rows d = check_inputs(residual, g, channels, channels_last);
+  check_rows(grad, residual, "grad");
+  check_rows(out, residual, "out");
+  const float* gm = nullptr;
+  if (grad_mean.has_value() && grad_mean->defined()) {
+    TORCH_CHECK(grad_mean->is_contiguous() && grad_mean->scalar_type() == at::kFloat &&
+                    grad_mean->numel() == d.rows * channels,
+                "grad_mean: expected a contiguous float32 (B, C) tensor");
+    gm = ptr<float>(*grad_mean);
+  }
+  at::Tensor grad_in = at::empty_like(residual);
+  at::Tensor grad_r = at::empty_like(residual);
+  at::Tensor grad_g = at::empty_like(g);
+  if (residual.scalar_type() == at::kFloat) {
+    backward_rows(ptr<float>(grad), ptr<float>(out), ptr<float>(residual), ptr<float>(g), gm,
+                  ptr<float>(grad_in), ptr<float>(grad_r), ptr<float>(grad_g), d);
+  } else {
+    using U = uint16_t;
+    backward_rows(ptr<U>(grad), ptr<U>(out), ptr<U>(residual), ptr<float>(g), gm,
+                  ptr<U>(grad_in), ptr<U>(grad_r), ptr<float>(grad_g), d);
+  }
+  return {grad_in, grad_r, grad_g};
+}
+
+}  // namespace aignet
