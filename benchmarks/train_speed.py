@@ -77,7 +77,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [measure(int(d), amp, args.batch, args.reps)
             for d in args.depths.split(",") for amp in (False, True)]
-    command = " ".join(["python", "benchmarks/train_speed.py", *sys.argv[1:]])
+    env = [] if kernels.enabled() else ["AIGNET_KERNELS=off"]
+    command = " ".join([*env, "python", "benchmarks/train_speed.py", *sys.argv[1:]])
     result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
               "compiled_kernels": kernels.load() is not None,
               "rows": rows, "command": command}

@@ -12,15 +12,11 @@ run; elsewhere the module path runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from aignet.nn import kernels
-
-if TYPE_CHECKING:
-    from aignet.nn.gates import Gate
 
 _MODES = {"hard": 0, "soft": 1, "threshold": 2}
 
@@ -38,14 +34,16 @@ class _TrainGateHead(torch.autograd.Function):
         return g
 
     @staticmethod
+    @once_differentiable  # the compiled backward records no graph of its own
     def backward(ctx, grad_g: Tensor) -> tuple[Tensor | None, ...]:
         grads = kernels.load().gate_head_backward(grad_g.contiguous(), *ctx.saved_tensors,
                                                   ctx.tau)
         return (*grads, None)
 
 
-def applies(gate: Gate, x: Tensor) -> bool:
-    """Whether :func:`train_gate_head` can stand in for ``gate``'s module path on ``x``."""
+def applies(gate: nn.Module, x: Tensor) -> bool:
+    """Whether :func:`train_gate_head` can stand in for the module path of ``gate`` (a
+    :class:`~aignet.nn.gates.Gate`: ``fc1``, ``bn``, ``fc2``) on its input ``x``."""
     bn = gate.bn
     params = (gate.fc1.weight, bn.weight, gate.fc2.weight)
     return (x.shape[0] > 1 and bn.affine and bn.track_running_stats
@@ -55,11 +53,12 @@ def applies(gate: Gate, x: Tensor) -> bool:
             and kernels.usable(x) is not None)
 
 
-def train_gate_head(gate: Gate, pooled: Tensor, margin_threshold: float) -> Tensor:
+def train_gate_head(gate: nn.Module, pooled: Tensor, margin_threshold: float) -> Tensor:
     """``g`` (B,) of a training gate from its pooled input (B, C), as the module path gives it.
 
     Args:
-        gate: the gate (its ``train_mode``, ``tau``, ``generator`` and layers are used).
+        gate: a :class:`~aignet.nn.gates.Gate` (its layers, ``train_mode``, ``tau`` and
+            ``generator`` are used).
         pooled: spatial mean of the block input, float32.
         margin_threshold: ``threshold_logit(gate.threshold)`` (threshold mode).
     """

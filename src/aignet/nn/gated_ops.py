@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from aignet.nn import kernels
 
@@ -138,6 +139,7 @@ class _FusedGatedMerge(torch.autograd.Function):
         return out, mean
 
     @staticmethod
+    @once_differentiable  # the compiled backward records no graph of its own
     def backward(ctx, grad: Tensor | None, grad_mean: Tensor | None
                  ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         out, residual, g = ctx.saved_tensors
