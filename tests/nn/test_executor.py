@@ -6,6 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import aignet
 from aignet.engine.flops import profile_macs
+from aignet.nn import kernels
 from aignet.nn.executor import select_rows, write_rows
 from helpers import warmed_model
 
@@ -195,3 +196,25 @@ def test_bf16_predictor_keeps_float32_gates_and_agrees_with_fp32(batch):
     assert torch.allclose(a.logits, b.logits, atol=0.5, rtol=0.1)
     with pytest.raises(ValueError, match="unknown precision"):
         aignet.Predictor(model, precision="int4")
+
+
+@pytest.mark.skipif(kernels.load() is None, reason="the C++ kernels did not build")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_fused_gate_decides_as_the_torch_ops(dtype, channels_last, monkeypatch):
+    model = warmed_model("aig_resnet20_cifar", 32, shortcut="B")
+    gate = next(iter(aignet.nn.gates.iter_gates(aignet.fuse(model))))
+    x = torch.randn(64, 16, 8, 8).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        margins = gate.margin(x.float())
+    # Half the images open, the threshold halfway between two margins (no ties to round).
+    lower, upper = margins.sort().values[31:33].tolist()
+    threshold = (lower + upper) / 2
+    compiled = gate.decide(x, threshold)
+    monkeypatch.setattr(kernels, "load", lambda: None)
+    reference = gate.decide(x, threshold)
+    assert compiled.dtype == torch.float32 and 0 < compiled.sum() < 64
+    assert torch.equal(compiled, reference)
+    assert torch.equal(gate.decide(x[:1], threshold), reference[:1])  # the numpy path

@@ -19,10 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from aignet.nn import kernels
 from aignet.nn.blocks import ResidualBlock
 from aignet.nn.gated_ops import is_channels_last
 from aignet.nn.gates import EXECUTE, SKIP, Gate, GateBase, float32_region, pooled_sum
 
+# Input dtypes of the compiled gate decision (csrc/gate_decide.cpp).
+_COMPILED_DTYPES = (torch.float32, torch.bfloat16)
 # Shared batch-1 decisions of FusedGate._decide_one.
 _OPEN = torch.ones(1)
 _CLOSED = torch.zeros(1)
@@ -48,7 +51,10 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 class FusedGate(GateBase):
-    """Inference-only gate: ``margin = w . relu(W mean(x) + b) + c``, five small kernels.
+    """Inference-only gate: ``margin = w . relu(W mean(x) + b) + c``.
+
+    Its deterministic decision is one compiled call on CPU (``aignet.nn.kernels``), else five
+    small kernels (numpy calls for one CPU image).
 
     Built from a trained :class:`~aignet.nn.gates.Gate` by :meth:`from_gate`; keeps its modes and
     tracked rate.
@@ -91,6 +97,11 @@ class FusedGate(GateBase):
             return torch.addmv(self.offset, self._hidden(x), self.vector)
 
     def decide(self, x: Tensor, margin_threshold: float) -> Tensor:
+        compiled = kernels.usable(x)
+        if compiled is not None and x.dtype in _COMPILED_DTYPES:
+            # One call for pooling, MLP and comparison (csrc/gate_decide.cpp).
+            return compiled.gate_decide(x, self.weight_t, self.bias, self.vector,
+                                        margin_threshold - self.offset_value)
         if x.shape[0] == 1 and x.device.type == "cpu" and not torch.is_grad_enabled():
             return self._decide_one(x, margin_threshold)
         # gt_ in place keeps float32 0/1 values: no separate comparison and conversion kernels.

@@ -1,4 +1,6 @@
 // The Python module of aignet's CPU kernels (built by aignet.nn.kernels).
+#include <torch/extension.h>
+
 #include "kernels.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -10,4 +12,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "training gate: pooled input -> Linear -> BatchNorm -> ReLU -> Linear -> sampled g");
   m.def("gate_head_backward", &aignet::gate_head_backward,
         "gradients of the training gate with respect to its input and parameters");
+  m.def("gate_decide", &aignet::gate_decide,
+        "fused inference gate: 1.0 where v . relu(W mean(x) + b) > threshold, else 0.0");
 }

@@ -10,6 +10,13 @@
 // 2 threshold (no noise). With z = (s + G) / tau (G = 0 for threshold) and p = softmax(z)[1]:
 //   forward g = [s1 + G1 > s0 + G0] (hard), p (soft), [s1 - s0 > margin_threshold] (threshold);
 //   backward dg/ds1 = -dg/ds0 = p (1 - p) / tau in every mode.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "kernels.h"

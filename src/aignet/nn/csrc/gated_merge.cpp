@@ -10,6 +10,8 @@
 //
 // Maps arrive as (B, N) rows in memory order (contiguous); g is a float32 (B,) vector.
 #include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 
 #include <algorithm>
 #include <cstdint>

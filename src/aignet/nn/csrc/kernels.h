@@ -1,7 +1,9 @@
-// Declarations of aignet's CPU kernels; bindings.cpp exposes them to Python.
+// Declarations of aignet's CPU kernels; bindings.cpp exposes them to Python. The kernels include
+// only the ATen headers they use (the whole of torch/extension.h takes ~40 s per file to parse).
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
 
 #include <vector>
 
@@ -28,5 +30,9 @@ std::vector<at::Tensor> gate_head_backward(const at::Tensor& grad_g, const at::T
                                            const at::Tensor& w2, const at::Tensor& normalized,
                                            const at::Tensor& invstd, const at::Tensor& hidden,
                                            const at::Tensor& prob, double tau);
+
+// gate_decide.cpp
+at::Tensor gate_decide(const at::Tensor& x, const at::Tensor& weight_t, const at::Tensor& bias,
+                       const at::Tensor& vector, double threshold);
 
 }  // namespace aignet
