@@ -1,10 +1,11 @@
 """Optional compiled CPU kernels (``csrc/``), built on first use with PyTorch's C++ extensions.
 
 The kernels fuse what PyTorch runs as many passes or many tiny ops (``gated_merge.cpp``: a
-gated block's merge; ``gate_head.cpp``: the training gate). Each has a PyTorch reference that
+gated block's merge; ``gate_head.cpp``: the training gate; ``gate_decide.cpp``: the fused
+inference gate). Each has a PyTorch reference that
 gives the same values and runs wherever the kernels cannot: no compiler, another device or
 dtype, ``torch.compile`` tracing, a Python dispatch mode. Building needs a C++ compiler and
-ninja, takes about a minute once per machine and PyTorch version, and is cached where PyTorch
+ninja, takes under a minute once per machine and PyTorch version, and is cached where PyTorch
 caches extensions (``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``).
 ``AIGNET_KERNELS=off`` turns them off.
 """
@@ -80,7 +81,7 @@ def load() -> ModuleType | None:
     module = _module_name(cflags)
     build = Path(cpp_extension.get_default_build_root()) / module
     if not (build / f"{module}.so").is_file():
-        print("aignet: compiling the CPU kernels (once per machine, about a minute)...",
+        print("aignet: compiling the CPU kernels (once per machine, under a minute)...",
               file=sys.stderr, flush=True)
     try:
         build.mkdir(parents=True, exist_ok=True)
