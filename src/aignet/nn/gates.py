@@ -124,18 +124,21 @@ class GateBase(nn.Module):
         return self._inference_gate(x)
 
     def _train_gate(self, x: Tensor) -> Tensor:
+        g = self._train_factor(x)
+        with torch.no_grad():
+            self.running_rate.lerp_(g.detach().mean(), self.momentum)
+        return g
+
+    def _train_factor(self, x: Tensor) -> Tensor:
+        """The training-mode factor g (B,) of :attr:`train_mode`, with its gradient."""
         if self.train_mode == "threshold":
             margin = self.margin(x)
             prob = torch.sigmoid(margin / self.tau)  # softmax(scores / tau)[EXECUTE]
             hard = (margin > threshold_logit(self.threshold)).to(prob.dtype)
-            g = hard + (prob - prob.detach())
-        else:
-            sample = gumbel_softmax(self.scores(x), tau=self.tau, hard=self.train_mode == "hard",
-                                    generator=self.generator)
-            g = sample[:, EXECUTE]
-        with torch.no_grad():
-            self.running_rate.lerp_(g.detach().mean(), self.momentum)
-        return g
+            return hard + (prob - prob.detach())
+        sample = gumbel_softmax(self.scores(x), tau=self.tau, hard=self.train_mode == "hard",
+                                generator=self.generator)
+        return sample[:, EXECUTE]
 
     def _inference_gate(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
@@ -188,14 +191,12 @@ class Gate(GateBase):
             self.fc2.bias[EXECUTE] = math.log(init_rate) - math.log1p(-init_rate)
             self.running_rate.fill_(init_rate)
 
-    def _train_gate(self, x: Tensor) -> Tensor:
+    def _train_factor(self, x: Tensor) -> Tensor:
         if not gate_head.applies(self, x):
-            return super()._train_gate(x)
+            return super()._train_factor(x)
         with float32_region(x):  # the same values and gradients, one compiled call each way
-            g = gate_head.train_gate_head(self, spatial_mean(x), threshold_logit(self.threshold))
-        with torch.no_grad():
-            self.running_rate.lerp_(g.detach().mean(), self.momentum)
-        return g
+            return gate_head.train_gate_head(self, spatial_mean(x),
+                                             threshold_logit(self.threshold))
 
     def scores(self, x: Tensor) -> Tensor:
         """(skip, execute) relevance scores of shape (B, 2), computed in float32."""
