@@ -88,6 +88,7 @@ def _fused_available() -> bool:
 
 fused = pytest.mark.skipif(not _fused_available(),
                            reason="the C++ kernels did not build (no compiler or ninja)")
+_real_load = kernels.load
 
 
 def _merge_and_grads(s, r, g, weight, mean_weight, use_kernels, monkeypatch):
@@ -99,9 +100,6 @@ def _merge_and_grads(s, r, g, weight, mean_weight, use_kernels, monkeypatch):
     loss = (out.float() * weight).sum() + (mean * mean_weight).sum()
     loss.backward()
     return out.detach(), mean.detach(), s.grad, r.grad, g.grad
-
-
-_real_load = kernels.load
 
 
 @fused

@@ -11,13 +11,11 @@
 #include <cstring>
 #include <vector>
 
+#include "convert.h"
 #include "kernels.h"
 
 namespace aignet {
 namespace {
-
-inline float as_float(float v) { return v; }
-inline float as_float(at::BFloat16 v) { return static_cast<float>(v); }
 
 // Channel sums of one image: NCHW (C runs of HW values) or NHWC (HW runs of C values).
 template <typename T>
@@ -27,7 +25,7 @@ void channel_sums(const T* x, int64_t channels, int64_t area, bool channels_last
     for (int64_t p = 0; p < area; ++p) {
       const T* row = x + p * channels;
 #pragma omp simd
-      for (int64_t c = 0; c < channels; ++c) sums[c] += as_float(row[c]);
+      for (int64_t c = 0; c < channels; ++c) sums[c] += load1(row[c]);
     }
   } else {
     for (int64_t c = 0; c < channels; ++c) {
@@ -35,7 +33,7 @@ void channel_sums(const T* x, int64_t channels, int64_t area, bool channels_last
       float total = 0.f;
       // Vector lanes as independent partial sums: a strict left-to-right sum is latency-bound.
 #pragma omp simd reduction(+ : total)
-      for (int64_t p = 0; p < area; ++p) total += as_float(run[p]);
+      for (int64_t p = 0; p < area; ++p) total += load1(run[p]);
       sums[c] = total;
     }
   }
@@ -92,11 +90,11 @@ at::Tensor gate_decide(const at::Tensor& input, const at::Tensor& weight_t,
   const float* vp = vector.data_ptr<float>();
   const float thr = static_cast<float>(threshold);
   if (x.scalar_type() == at::kFloat) {
-    decide(x.data_ptr<float>(), batch, channels, area, channels_last, w, bp, vp, hidden, thr,
-           out.data_ptr<float>());
+    decide(ptr<float>(x), batch, channels, area, channels_last, w, bp, vp, hidden, thr,
+           ptr<float>(out));
   } else {
-    decide(x.data_ptr<at::BFloat16>(), batch, channels, area, channels_last, w, bp, vp, hidden,
-           thr, out.data_ptr<float>());
+    decide(ptr<uint16_t>(x), batch, channels, area, channels_last, w, bp, vp, hidden, thr,
+           ptr<float>(out));
   }
   return out;
 }

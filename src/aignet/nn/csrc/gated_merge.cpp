@@ -22,26 +22,11 @@
 #include <immintrin.h>
 #endif
 
+#include "convert.h"
 #include "kernels.h"
 
 namespace aignet {
 namespace {
-
-// Scalar float32 <-> storage conversions (bf16 is the upper half of a float32).
-inline float load1(float v) { return v; }
-inline float load1(uint16_t v) {
-  uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-inline void store1(float* p, float v) { *p = v; }
-inline void store1(uint16_t* p, float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof(u));
-  *p = v != v ? static_cast<uint16_t>(0x7FC0u)
-              : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
 
 #ifdef __AVX2__
 // Eight lanes at a time; the compiler does not vectorise the bf16 rounding well on its own.
@@ -197,12 +182,6 @@ void backward_rows(const T* grad, const T* out, const T* r, const float* g,
       if (grad_g != nullptr) grad_g[b] = dot;
     }
   });
-}
-
-// Typed pointers: bf16 data is handled as its raw 16-bit patterns.
-template <typename T>
-T* ptr(const at::Tensor& t) {
-  return reinterpret_cast<T*>(t.data_ptr());
 }
 
 void check_rows(const at::Tensor& t, const at::Tensor& like, const char* name) {
