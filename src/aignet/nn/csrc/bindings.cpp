@@ -14,4 +14,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "gradients of the training gate with respect to its input and parameters");
   m.def("gate_decide", &aignet::gate_decide,
         "fused inference gate: 1.0 where v . relu(W mean(x) + b) > threshold, else 0.0");
+  pybind11::class_<aignet::ResNetForward>(m, "ResNetForward",
+                                          "the inference forward pass of a fused ResNet")
+      .def(pybind11::init<std::vector<at::Tensor>, std::vector<int64_t>>())
+      .def("forward", &aignet::ResNetForward::forward,
+           "(logits, gates) of a float32 CPU batch, or [] when the plan cannot run it",
+           pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -1,4 +1,4 @@
-// The inference gate of a fused model (aignet.engine.fuse.FusedGate) as one call:
+// The inference gate of a fused model (aignet.engine.fused_gate.FusedGate) as one call:
 // execute[b] = v . relu(W mean_hw(x[b]) + bias) > threshold, with W (C, d) stored transposed and
 // the BatchNorm already folded into it. In PyTorch this is a reduction and four tiny kernels per
 // gate (or numpy calls for one image), ~10-20 us of dispatch against ~1 us of arithmetic at

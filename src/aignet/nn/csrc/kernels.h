@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace aignet {
@@ -34,5 +35,45 @@ std::vector<at::Tensor> gate_head_backward(const at::Tensor& grad_g, const at::T
 // gate_decide.cpp
 at::Tensor gate_decide(const at::Tensor& x, const at::Tensor& weight_t, const at::Tensor& bias,
                        const at::Tensor& vector, double threshold);
+
+// resnet_forward.cpp
+// The inference forward pass of a fused ResNet, built once from its tensors and a description
+// (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when
+// the input or a tensor of the model is no longer float32 on the CPU.
+class ResNetForward {
+ public:
+  ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_t> spec);
+  std::vector<at::Tensor> forward(const at::Tensor& input, const std::vector<double>& thresholds);
+
+ private:
+  enum class Shortcut : int64_t { kIdentity = 0, kZeroPad = 1, kProjection = 2 };
+  struct Conv {
+    at::Tensor weight, bias;
+    int64_t stride = 1, padding = 0, dilation = 1, groups = 1;
+  };
+  struct Block {
+    std::vector<Conv> branch;  // ReLU between consecutive convolutions
+    Shortcut shortcut = Shortcut::kIdentity;
+    int64_t pad_stride = 1, pad_channels = 0;
+    Conv projection;
+    bool gated = false;
+    at::Tensor gate_weight_t, gate_bias, gate_vector;
+  };
+
+  static at::Tensor conv(const Conv& c, const at::Tensor& x);
+  static at::Tensor residual(const Block& b, const at::Tensor& x);
+  static at::Tensor shortcut(const Block& b, const at::Tensor& x);
+  static at::Tensor dense(const Block& b, const at::Tensor& x);
+  static at::Tensor skipped(const Block& b, const at::Tensor& x);
+  static at::Tensor block(const Block& b, const at::Tensor& x, double threshold,
+                          std::vector<at::Tensor>& gates);
+  bool runnable(const at::Tensor& x) const;
+
+  std::vector<at::Tensor> tensors_;
+  Conv stem_;
+  int64_t pool_kernel_ = 0, pool_stride_ = 1, pool_padding_ = 0;
+  std::vector<Block> blocks_;
+  at::Tensor fc_weight_, fc_bias_;
+};
 
 }  // namespace aignet

@@ -1,0 +1,200 @@
+// The inference forward pass of a fused aignet ResNet (aignet.engine.compiled_forward) in one
+// call: stem, every residual block with real skipping, head.
+//
+// It issues exactly the ATen operations of the Python path (ResNet.forward, ResidualBlock and
+// aignet.nn.executor.sparse_block_forward for a fused model under inference mode), so logits
+// and decisions are bitwise the same; what it removes is the Python between them: module
+// calls, the gate's dispatch and the per-block branching, about 40 us a block at batch 1, which
+// at batch 1 is as much as a small block's convolutions.
+#include <ATen/ops/adaptive_avg_pool2d.h>
+#include <ATen/ops/conv2d.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/linear.h>
+#include <ATen/ops/max_pool2d.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/pad.h>
+#include <ATen/ops/stack.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+
+namespace aignet {
+namespace {
+
+bool is_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// t[index] along the batch dimension; channels_last maps through their NHWC view (row copies).
+at::Tensor select_rows(const at::Tensor& t, const at::Tensor& index) {
+  if (is_channels_last(t)) return t.permute({0, 2, 3, 1}).index_select(0, index).permute({0, 3, 1, 2});
+  return t.index_select(0, index);
+}
+
+// out[index] = rows, in place.
+at::Tensor write_rows(at::Tensor out, const at::Tensor& index, const at::Tensor& rows) {
+  if (is_channels_last(out)) {
+    out.permute({0, 2, 3, 1}).index_copy_(0, index, rows.permute({0, 2, 3, 1}));
+    return out;
+  }
+  return out.index_copy_(0, index, rows);
+}
+
+// Consumes the next `count` integers of the plan's description.
+class Reader {
+ public:
+  explicit Reader(const std::vector<int64_t>& spec) : spec_(spec) {}
+  int64_t next() {
+    TORCH_CHECK(pos_ < spec_.size(), "ResNetForward: the plan description ended early");
+    return spec_[pos_++];
+  }
+  bool done() const { return pos_ == spec_.size(); }
+
+ private:
+  const std::vector<int64_t>& spec_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_t> spec)
+    : tensors_(std::move(tensors)) {
+  Reader ints(spec);
+  size_t tensor = 0;
+  auto take = [&]() -> const at::Tensor& {
+    TORCH_CHECK(tensor < tensors_.size(), "ResNetForward: the plan has too few tensors");
+    return tensors_[tensor++];
+  };
+  auto take_conv = [&]() {
+    Conv c{take(), take()};
+    c.stride = ints.next();
+    c.padding = ints.next();
+    c.dilation = ints.next();
+    c.groups = ints.next();
+    return c;
+  };
+  stem_ = take_conv();
+  pool_kernel_ = ints.next();
+  pool_stride_ = ints.next();
+  pool_padding_ = ints.next();
+  const int64_t num_blocks = ints.next();
+  for (int64_t i = 0; i < num_blocks; ++i) {
+    Block b;
+    const int64_t convs = ints.next();
+    for (int64_t j = 0; j < convs; ++j) b.branch.push_back(take_conv());
+    b.shortcut = static_cast<Shortcut>(ints.next());
+    if (b.shortcut == Shortcut::kZeroPad) {
+      b.pad_stride = ints.next();
+      b.pad_channels = ints.next();
+    } else if (b.shortcut == Shortcut::kProjection) {
+      b.projection = take_conv();
+    }
+    b.gated = ints.next() != 0;
+    if (b.gated) {
+      b.gate_weight_t = take();
+      b.gate_bias = take();
+      b.gate_vector = take();
+    }
+    blocks_.push_back(std::move(b));
+  }
+  fc_weight_ = take();
+  fc_bias_ = take();
+  TORCH_CHECK(ints.done() && tensor == tensors_.size(),
+              "ResNetForward: the plan description and its tensors do not match");
+}
+
+at::Tensor ResNetForward::conv(const Conv& c, const at::Tensor& x) {
+  return at::conv2d(x, c.weight, c.bias, {c.stride, c.stride}, {c.padding, c.padding},
+                    {c.dilation, c.dilation}, c.groups);
+}
+
+at::Tensor ResNetForward::residual(const Block& b, const at::Tensor& x) {
+  at::Tensor out = conv(b.branch[0], x);
+  for (size_t j = 1; j < b.branch.size(); ++j) out = conv(b.branch[j], out.relu_());
+  return out;
+}
+
+at::Tensor ResNetForward::shortcut(const Block& b, const at::Tensor& x) {
+  switch (b.shortcut) {
+    case Shortcut::kZeroPad: {
+      constexpr int64_t end = std::numeric_limits<int64_t>::max();
+      at::Tensor sub = x.slice(2, 0, end, b.pad_stride).slice(3, 0, end, b.pad_stride);
+      return at::pad(sub, {0, 0, 0, 0, 0, b.pad_channels});
+    }
+    case Shortcut::kProjection:
+      return conv(b.projection, x);
+    default:
+      return x;
+  }
+}
+
+at::Tensor ResNetForward::dense(const Block& b, const at::Tensor& x) {
+  return residual(b, x).add_(shortcut(b, x)).relu_();
+}
+
+at::Tensor ResNetForward::skipped(const Block& b, const at::Tensor& x) {
+  // A ReLU output stays itself through an identity or zero-padding shortcut; a projection's
+  // output needs the activation.
+  at::Tensor out = shortcut(b, x);
+  return b.shortcut == Shortcut::kProjection ? out.relu_() : out;
+}
+
+at::Tensor ResNetForward::block(const Block& b, const at::Tensor& x, double threshold,
+                                std::vector<at::Tensor>& gates) {
+  const int64_t batch = x.size(0);
+  if (!b.gated || std::isnan(threshold)) {  // NaN: the gate is not asked ("all" mode)
+    gates.push_back(at::ones({batch}, x.options().dtype(at::kFloat)));
+    return dense(b, x);
+  }
+  at::Tensor g = gate_decide(x, b.gate_weight_t, b.gate_bias, b.gate_vector, threshold);
+  gates.push_back(g);
+  const float* open = g.data_ptr<float>();
+  int64_t num_open = 0;
+  for (int64_t i = 0; i < batch; ++i) num_open += open[i] != 0.f;
+  if (num_open == 0) return skipped(b, x);
+  if (num_open == batch) return dense(b, x);
+  at::Tensor index = at::empty({num_open}, x.options().dtype(at::kLong));
+  int64_t* idx = index.data_ptr<int64_t>();
+  for (int64_t i = 0, k = 0; i < batch; ++i)
+    if (open[i] != 0.f) idx[k++] = i;
+  at::Tensor rows = select_rows(x, index);
+  at::Tensor branch = residual(b, rows);
+  if (b.shortcut == Shortcut::kIdentity) return write_rows(x, index, rows.add_(branch).relu_());
+  at::Tensor base = shortcut(b, x);
+  at::Tensor merged = select_rows(base, index).add_(branch).relu_();
+  if (b.shortcut == Shortcut::kProjection) base = base.relu();
+  return write_rows(base, index, merged);
+}
+
+bool ResNetForward::runnable(const at::Tensor& x) const {
+  // The model's tensors are held by reference: a conversion of the model (.to(), .double())
+  // shows here, and the caller falls back to the Python path.
+  if (x.dim() != 4 || !x.device().is_cpu() || x.scalar_type() != at::kFloat) return false;
+  for (const at::Tensor& t : tensors_)
+    if (!t.device().is_cpu() || t.scalar_type() != at::kFloat) return false;
+  return true;
+}
+
+std::vector<at::Tensor> ResNetForward::forward(const at::Tensor& input,
+                                               const std::vector<double>& thresholds) {
+  if (!runnable(input)) return {};
+  TORCH_CHECK(thresholds.size() == blocks_.size(), "ResNetForward: expected ", blocks_.size(),
+              " thresholds, got ", thresholds.size());
+  at::Tensor x = conv(stem_, input).relu_();
+  if (pool_kernel_ > 0)
+    x = at::max_pool2d(x, {pool_kernel_, pool_kernel_}, {pool_stride_, pool_stride_},
+                       {pool_padding_, pool_padding_});
+  std::vector<at::Tensor> gates;
+  gates.reserve(blocks_.size());
+  for (size_t i = 0; i < blocks_.size(); ++i) x = block(blocks_[i], x, thresholds[i], gates);
+  at::Tensor logits = at::linear(at::adaptive_avg_pool2d(x, {1, 1}).flatten(1), fc_weight_,
+                                 fc_bias_);
+  return {logits, at::stack(gates, 1)};
+}
+
+}  // namespace aignet

@@ -1,0 +1,152 @@
+"""The compiled inference pass of a fused model gives bitwise what the Python path gives."""
+
+import copy
+
+import pytest
+import torch
+
+import aignet
+from aignet.engine.quantize import to_precision
+from aignet.nn import kernels
+from helpers import warmed_model
+
+pytestmark = pytest.mark.skipif(kernels.load() is None, reason="the C++ kernels did not build")
+
+# Identity and zero-padding shortcuts (A), projections (B), bottlenecks with the max-pool stem.
+MODELS = [("aig_resnet20_cifar", 32, {}), ("aig_resnet20_cifar", 32, {"shortcut": "B"}),
+          ("aig_resnet50", 64, {"target_rates": "uniform:0.5"}), ("resnet20_cifar", 32, {})]
+
+
+def _python(model, x):
+    """The reference: the same fused model with its compiled pass detached."""
+    compiled, model.fast_forward = model.fast_forward, None
+    try:
+        with torch.inference_mode():
+            return model(x)
+    finally:
+        model.fast_forward = compiled
+
+
+def _compiled(model, x):
+    with torch.inference_mode():
+        out = model.fast_forward(x)
+    assert out is not None, "the compiled pass declined a model it should run"
+    return out
+
+
+def _assert_identical(a, b):
+    assert torch.equal(a.logits, b.logits)
+    assert torch.equal(a.gates, b.gates)
+
+
+@pytest.mark.parametrize("name,size,kwargs", MODELS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_compiled_pass_is_bitwise_the_python_path(name, size, kwargs, channels_last, batch):
+    fused = aignet.fuse(warmed_model(name, size, **kwargs), channels_last=channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    partial = False
+    for threshold in (0.0, 0.3, 0.5, 0.8, 1.0):
+        aignet.set_gate_mode(fused, inference="deterministic", threshold=threshold)
+        x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
+        out = _compiled(fused, x)
+        _assert_identical(out, _python(fused, x))
+        partial |= bool(((out.gates == 0).any(0) & (out.gates != 0).any(0)).any())
+    if batch > 1 and name.startswith("aig"):
+        assert partial, "no block had both open and closed images: the test tests nothing"
+
+
+def test_all_mode_runs_every_block_and_reports_ones():
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    aignet.set_gate_mode(fused, inference="all")
+    x = torch.randn(3, 3, 32, 32)
+    out = _compiled(fused, x)
+    _assert_identical(out, _python(fused, x))
+    assert (out.gates == 1).all()
+
+
+def test_thresholds_are_read_at_each_call():
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    x = torch.randn(8, 3, 32, 32)
+    rates = []
+    for threshold in (0.2, 0.9):
+        aignet.set_gate_mode(fused, threshold=threshold)
+        rates.append(_compiled(fused, x).gates.mean().item())
+    assert rates[0] > rates[1]
+
+
+@pytest.mark.parametrize("change", ["grad", "masked", "stochastic", "bf16", "kernels_off"])
+def test_declines_what_only_the_python_path_does(change, monkeypatch):
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    x = torch.randn(2, 3, 32, 32)
+    if change == "masked":
+        aignet.set_execution(fused, "masked")
+    elif change == "stochastic":
+        aignet.set_gate_mode(fused, inference="stochastic")
+    elif change == "bf16":
+        to_precision(fused, "bf16")
+    elif change == "kernels_off":
+        monkeypatch.setattr(kernels, "load", lambda: None)
+    context = torch.enable_grad() if change == "grad" else torch.inference_mode()
+    with context:
+        assert fused.fast_forward(x) is None
+        out = fused(x)  # and the model still runs, through Python
+    assert out.logits.shape == (2, 10)
+
+
+def test_a_converted_model_declines():
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    x = torch.randn(2, 3, 32, 32)
+    _compiled(fused, x)
+    fused.double()  # the plan's tensors change dtype in place
+    with torch.inference_mode():
+        assert fused.fast_forward(x) is None
+        assert fused.fast_forward(x.double()) is None
+
+
+def test_hooks_see_every_call():
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    x = torch.randn(2, 3, 32, 32)
+    _compiled(fused, x)  # the plan exists before the hook
+    calls = []
+    handle = fused.layer2[0].conv1.register_forward_hook(lambda *_: calls.append(1))
+    with torch.inference_mode():
+        assert fused.fast_forward(x) is None
+        fused(x)
+    assert calls
+    handle.remove()
+    _compiled(fused, x)
+
+
+def test_in_place_weight_changes_are_seen_and_replaced_modules_rebuild_the_plan():
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    x = torch.randn(4, 3, 32, 32)
+    before = _compiled(fused, x)
+    with torch.no_grad():
+        fused.fc.weight.mul_(2.0)  # in place: the plan holds the same tensor
+    _assert_identical(_compiled(fused, x), _python(fused, x))
+    fused.fc = torch.nn.Linear(64, 10)  # a new module: the plan is rebuilt around it
+    out = _compiled(fused, x)
+    _assert_identical(out, _python(fused, x))
+    assert not torch.equal(out.logits, before.logits)
+
+
+def test_a_copy_runs_its_own_plan():
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    x = torch.randn(4, 3, 32, 32)
+    _compiled(fused, x)
+    twin = copy.deepcopy(fused)
+    assert twin.fast_forward.model is twin
+    with torch.no_grad():
+        twin.fc.bias.add_(1.0)
+    assert torch.allclose(_compiled(twin, x).logits, _compiled(fused, x).logits + 1.0)
+
+
+def test_predictor_runs_the_compiled_pass():
+    model = warmed_model("aig_resnet20_cifar", 32)
+    predictor = aignet.Predictor(model)
+    x = torch.randn(5, 3, 32, 32)
+    logits, record = predictor(x)
+    reference = _python(predictor.model, x)
+    assert torch.equal(logits, reference.logits)
+    assert torch.equal(record.gates, reference.gates)
