@@ -56,6 +56,32 @@ def test_compiled_pass_is_bitwise_the_python_path(name, size, kwargs, channels_l
         assert partial, "no block had both open and closed images: the test tests nothing"
 
 
+@pytest.mark.parametrize("keep_float", [("layer1",), ()])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_bf16_model_with_its_casts_is_bitwise_the_python_path(keep_float, batch):
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32, shortcut="B"), channels_last=True)
+    to_precision(fused, "bf16", keep_float=keep_float)
+    dtype = torch.float32 if keep_float else torch.bfloat16  # what the stem takes
+    x = torch.randn(batch, 3, 32, 32).to(dtype).contiguous(memory_format=torch.channels_last)
+    out = _compiled(fused, x)
+    _assert_identical(out, _python(fused, x))
+    assert out.logits.dtype == torch.bfloat16
+    with torch.inference_mode():  # an input in another dtype than the stem's: Python's error
+        assert fused.fast_forward(x.double()) is None
+
+
+def test_bf16_keeps_the_float32_parts_exact():
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
+    reference = copy.deepcopy(fused)
+    to_precision(fused, "bf16")
+    for kept, original in ((fused.layer1, reference.layer1), (fused.conv1, reference.conv1),
+                           (fused.layer3[1].gate, reference.layer3[1].gate)):
+        for (name, a), b in zip(kept.state_dict().items(), original.state_dict().values(),
+                                strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b), name
+    assert fused.layer2[0].conv1.weight.dtype == torch.bfloat16
+
+
 def test_all_mode_runs_every_block_and_reports_ones():
     fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
     aignet.set_gate_mode(fused, inference="all")
@@ -75,7 +101,7 @@ def test_thresholds_are_read_at_each_call():
     assert rates[0] > rates[1]
 
 
-@pytest.mark.parametrize("change", ["grad", "masked", "stochastic", "bf16", "kernels_off"])
+@pytest.mark.parametrize("change", ["grad", "masked", "stochastic", "int8", "kernels_off"])
 def test_declines_what_only_the_python_path_does(change, monkeypatch):
     fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
     x = torch.randn(2, 3, 32, 32)
@@ -83,8 +109,8 @@ def test_declines_what_only_the_python_path_does(change, monkeypatch):
         aignet.set_execution(fused, "masked")
     elif change == "stochastic":
         aignet.set_gate_mode(fused, inference="stochastic")
-    elif change == "bf16":
-        to_precision(fused, "bf16")
+    elif change == "int8":
+        to_precision(fused, "int8", [torch.randn(16, 3, 32, 32)])
     elif change == "kernels_off":
         monkeypatch.setattr(kernels, "load", lambda: None)
     context = torch.enable_grad() if change == "grad" else torch.inference_mode()

@@ -7,13 +7,14 @@ skipping a block saved only part of its time. :func:`aignet.fuse` attaches a
 ``csrc/resnet_forward.cpp``, which issues the same ATen operations as the Python path (logits
 and decisions are bitwise the same; ``tests/engine/test_compiled_forward.py``).
 
-It runs only where it gives exactly what the Python path would: a float32 CPU batch without
-autograd (``torch.inference_mode`` or ``torch.no_grad``), sparse execution, deterministic (or
-``all``) gates, plain post-activation blocks of fused convolutions, no hooks, and the compiled
-kernels available (``AIGNET_KERNELS=off`` turns it off with them). Anything else, including
-bf16 and int8 models, runs the Python path. The plan holds the model's tensors by reference:
+It runs only where it gives exactly what the Python path would: a CPU batch without autograd
+(``torch.inference_mode`` or ``torch.no_grad``), sparse execution, deterministic (or ``all``)
+gates, plain post-activation blocks of fused convolutions in float32 or bfloat16 (the casts
+between them of :func:`~aignet.engine.quantize.to_bfloat16` included), no other hooks, and the
+compiled kernels available (``AIGNET_KERNELS=off`` turns it off with them). Anything else,
+int8 models among them, runs the Python path. The plan holds the model's tensors by reference:
 in-place changes (``load_state_dict``) are seen; replacing a module, parameter or buffer, or
-converting the model, rebuilds it.
+adding or removing a hook, rebuilds it; a change of dtype or device makes it step aside.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ import torch
 from torch import Tensor, nn
 
 from aignet.engine.fused_gate import FusedGate
+from aignet.engine.quantize import CastInput
 from aignet.models.resnet import ModelOutput, ResNet
 from aignet.nn import kernels
 from aignet.nn.blocks import BasicBlock, Bottleneck, ResidualBlock, ZeroPadShortcut
 from aignet.nn.gates import threshold_logit
 
 _IDENTITY, _ZERO_PAD, _PROJECTION = 0, 1, 2
+_CASTS = {torch.float32: 1, torch.bfloat16: 2}  # dtype -> code (0: no cast)
 _ALL = math.nan  # a threshold the plan reads as "run the block, do not ask the gate"
 _generation = [0]  # bumped whenever any module, parameter or buffer is (re)assigned
 _watching: list[Any] = []
@@ -73,7 +76,7 @@ class CompiledForward:
         return {"model": self.model, "_plan": None, "_plan_key": None}
 
     def __call__(self, x: Tensor) -> ModelOutput | None:
-        if torch.is_grad_enabled() or x.dtype != torch.float32 or self.model.training:
+        if torch.is_grad_enabled() or x.dtype not in _CASTS or self.model.training:
             return None
         compiled = kernels.usable(x)
         if compiled is None:
@@ -86,14 +89,19 @@ class CompiledForward:
         return ModelOutput(out[0], out[1]) if out else None
 
     def _current_plan(self, compiled: Any) -> Any:
-        """The plan of the model as it is now (None if it cannot have one or has hooks)."""
-        if self._plan_key != (_generation[0], id(compiled)):
+        """The plan of the model as it is now (None if it cannot have one)."""
+        if self._plan_key is None or self._plan_key[:2] != (_generation[0], id(compiled)) \
+                or list(map(len, self._hook_dicts)) != self._plan_key[2]:
             _watch_registrations()
-            self._plan, self._hook_dicts, self._blocks = _build(self.model, compiled)
-            self._plan_key = (_generation[0], id(compiled))
-        if self._plan is None or any(self._hook_dicts) or _global_hooks():
-            return None
-        return self._plan
+            self._hook_dicts = [d for m in self.model.modules()
+                                for d in (m._forward_hooks, m._forward_pre_hooks)]
+            self._blocks = list(self.model.blocks())
+            try:
+                self._plan = compiled.ResNetForward(*_describe(self.model, self._blocks))
+            except _UnsupportedError:
+                self._plan = None
+            self._plan_key = (_generation[0], id(compiled), list(map(len, self._hook_dicts)))
+        return None if _global_hooks() else self._plan
 
     def _thresholds(self) -> list[float] | None:
         """Per block the gate's margin threshold (NaN: run it), or None if a mode needs Python."""
@@ -119,24 +127,14 @@ def _global_hooks() -> bool:
     return bool(registry._global_forward_hooks or registry._global_forward_pre_hooks)
 
 
-def _build(model: ResNet, compiled: Any) -> tuple[Any, list[dict], list[ResidualBlock]]:
-    """(plan or None, the forward-hook dicts of every module, the blocks)."""
-    modules = list(model.modules())
-    hook_dicts = [d for m in modules for d in (m._forward_hooks, m._forward_pre_hooks)]
-    blocks = list(model.blocks())
-    try:
-        tensors, spec = _describe(model, blocks)
-    except _UnsupportedError:
-        return None, hook_dicts, blocks
-    return compiled.ResNetForward(tensors, spec), hook_dicts, blocks
-
-
 def _describe(model: ResNet, blocks: list[ResidualBlock]) -> tuple[list[Tensor], list[int]]:
     """The plan's tensors and integer description (see ``csrc/resnet_forward.cpp``)."""
     if not getattr(model, "is_fused", False) or model.preact or model.final_bn is not None:
         raise _UnsupportedError
     tensors: list[Tensor] = []
     spec: list[int] = []
+    # Hooks on the model itself run around its forward; those on its stages never run.
+    _no_hooks(*(m for m in (model.conv1, model.bn1, model.maxpool, model.avgpool) if m is not None))
     _conv(model.conv1, tensors, spec)
     _identity(model.bn1)
     pool = model.maxpool
@@ -148,15 +146,18 @@ def _describe(model: ResNet, blocks: list[ResidualBlock]) -> tuple[list[Tensor],
     for block in blocks:
         _block(block, tensors, spec)
     if not isinstance(model.avgpool, nn.AdaptiveAvgPool2d) or type(model.fc) is not nn.Linear \
-            or model.fc.bias is None:
+            or model.fc.bias is None or model.fc._forward_hooks:
         raise _UnsupportedError
+    spec.append(_cast(model.fc))
     tensors += [model.fc.weight, model.fc.bias]
     return tensors, spec
 
 
 def _block(block: ResidualBlock, tensors: list[Tensor], spec: list[int]) -> None:
-    if type(block) not in (BasicBlock, Bottleneck):
+    if type(block) not in (BasicBlock, Bottleneck) or block._forward_hooks:
         raise _UnsupportedError
+    spec.append(_cast(block))
+    _no_hooks(*block.modules())
     names = [conv for conv, _ in block.conv_bn_pairs]
     spec.append(len(names))
     for conv, bn in block.conv_bn_pairs:
@@ -176,7 +177,7 @@ def _block(block: ResidualBlock, tensors: list[Tensor], spec: list[int]) -> None
     gate = block.gate
     if gate is None:
         spec.append(0)
-    elif type(gate) is FusedGate:
+    elif type(gate) is FusedGate and gate.weight_t.dtype == torch.float32:
         spec.append(1)
         tensors += [gate.weight_t, gate.bias, gate.vector]
     else:
@@ -193,6 +194,27 @@ def _conv(conv: nn.Module, tensors: list[Tensor], spec: list[int]) -> None:
         raise _UnsupportedError
     tensors += [conv.weight, conv.bias]
     spec += [conv.stride[0], conv.padding[0], conv.dilation[0], conv.groups]
+
+
+def _cast(module: nn.Module) -> int:
+    """The cast code of a module's :class:`~aignet.engine.quantize.CastInput` pre-hook (0: none).
+
+    Any other pre-hook is not described.
+    """
+    hooks = list(module._forward_pre_hooks.values())
+    if not hooks:
+        return 0
+    if len(hooks) > 1 or type(hooks[0]) is not CastInput or hooks[0].dtype not in _CASTS:
+        raise _UnsupportedError
+    return _CASTS[hooks[0].dtype]
+
+
+def _no_hooks(*modules: nn.Module) -> None:
+    """Hooks on these modules would be skipped by the plan (a block's own cast aside)."""
+    for module in modules:
+        if module._forward_hooks or (module._forward_pre_hooks and not isinstance(
+                module, (ResidualBlock, nn.Linear))):
+            raise _UnsupportedError
 
 
 def _identity(module: nn.Module) -> None:

@@ -26,6 +26,7 @@ execution; this module keeps the eager flow until that path runs without a compi
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -158,20 +159,21 @@ def to_bfloat16(model: nn.Module, keep_float: Sequence[str] = KEEP_FLOAT) -> nn.
     (:func:`input_dtype` says what the model takes). Each module whose dtype differs from the
     one before it casts its input on entry.
     """
-    model.to(torch.bfloat16)
     blocks = _named_blocks(model)
-    for name, block in blocks:
-        if name.startswith(tuple(keep_float)):
-            block.float()
-    for gate in iter_gates(model):  # decisions stay in float32
-        gate.float()
-    if blocks and _dtype(blocks[0][1]) == torch.float32:
-        model.conv1.float()
+    kept = [block for name, block in blocks if name.startswith(tuple(keep_float))]
+    if blocks and kept and kept[0] is blocks[0][1]:
+        kept.append(model.conv1)
+    kept += list(iter_gates(model))  # decisions stay in float32
+    # Their exact values: a round trip through bfloat16 would round the weights they keep.
+    saved = [copy.deepcopy(module.state_dict()) for module in kept]
+    model.to(torch.bfloat16)
+    for module, state in zip(kept, saved, strict=True):
+        module.float().load_state_dict(state)
     head = [m for m in (getattr(model, "final_bn", None), model.fc) if m is not None]
     previous = _dtype(model.conv1)
     for module in [block for _, block in blocks] + head:
         if _dtype(module) != previous:
-            module.register_forward_pre_hook(_CastInput(_dtype(module)))
+            module.register_forward_pre_hook(CastInput(_dtype(module)))
         previous = _dtype(module)
     return model
 
@@ -186,7 +188,7 @@ def _dtype(module: nn.Module) -> torch.dtype:
     return next(p.dtype for n, p in module.named_parameters() if "gate" not in n)
 
 
-class _CastInput:
+class CastInput:
     """Forward pre-hook: the module's first input in ``dtype``."""
 
     def __init__(self, dtype: torch.dtype) -> None:

@@ -39,7 +39,7 @@ at::Tensor gate_decide(const at::Tensor& x, const at::Tensor& weight_t, const at
 // resnet_forward.cpp
 // The inference forward pass of a fused ResNet, built once from its tensors and a description
 // (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when
-// the input or a tensor of the model is no longer float32 on the CPU.
+// the input or a tensor of the model is no longer on the CPU in the dtype the plan was built with.
 class ResNetForward {
  public:
   ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_t> spec);
@@ -52,6 +52,7 @@ class ResNetForward {
     int64_t stride = 1, padding = 0, dilation = 1, groups = 1;
   };
   struct Block {
+    c10::optional<at::ScalarType> cast;  // of the block's input, where the precision changes
     std::vector<Conv> branch;  // ReLU between consecutive convolutions
     Shortcut shortcut = Shortcut::kIdentity;
     int64_t pad_stride = 1, pad_channels = 0;
@@ -70,9 +71,11 @@ class ResNetForward {
   bool runnable(const at::Tensor& x) const;
 
   std::vector<at::Tensor> tensors_;
+  std::vector<at::ScalarType> dtypes_;  // of tensors_ when the plan was built
   Conv stem_;
   int64_t pool_kernel_ = 0, pool_stride_ = 1, pool_padding_ = 0;
   std::vector<Block> blocks_;
+  c10::optional<at::ScalarType> head_cast_;
   at::Tensor fc_weight_, fc_bias_;
 };
 

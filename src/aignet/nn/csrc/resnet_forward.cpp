@@ -64,7 +64,14 @@ class Reader {
 
 ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_t> spec)
     : tensors_(std::move(tensors)) {
+  for (const at::Tensor& t : tensors_) dtypes_.push_back(t.scalar_type());
   Reader ints(spec);
+  auto take_cast = [&]() -> c10::optional<at::ScalarType> {
+    const int64_t code = ints.next();
+    if (code == 0) return c10::nullopt;
+    TORCH_CHECK(code == 1 || code == 2, "ResNetForward: unknown cast code ", code);
+    return code == 1 ? at::kFloat : at::kBFloat16;
+  };
   size_t tensor = 0;
   auto take = [&]() -> const at::Tensor& {
     TORCH_CHECK(tensor < tensors_.size(), "ResNetForward: the plan has too few tensors");
@@ -85,6 +92,7 @@ ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_
   const int64_t num_blocks = ints.next();
   for (int64_t i = 0; i < num_blocks; ++i) {
     Block b;
+    b.cast = take_cast();
     const int64_t convs = ints.next();
     for (int64_t j = 0; j < convs; ++j) b.branch.push_back(take_conv());
     b.shortcut = static_cast<Shortcut>(ints.next());
@@ -102,6 +110,7 @@ ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_
     }
     blocks_.push_back(std::move(b));
   }
+  head_cast_ = take_cast();
   fc_weight_ = take();
   fc_bias_ = take();
   TORCH_CHECK(ints.done() && tensor == tensors_.size(),
@@ -144,8 +153,11 @@ at::Tensor ResNetForward::skipped(const Block& b, const at::Tensor& x) {
   return b.shortcut == Shortcut::kProjection ? out.relu_() : out;
 }
 
-at::Tensor ResNetForward::block(const Block& b, const at::Tensor& x, double threshold,
+at::Tensor ResNetForward::block(const Block& b, const at::Tensor& input, double threshold,
                                 std::vector<at::Tensor>& gates) {
+  // Where the precision changes between blocks (aignet.engine.quantize.to_bfloat16), the
+  // block casts its input, as the Python path's forward pre-hook does.
+  const at::Tensor x = b.cast ? input.to(*b.cast) : input;
   const int64_t batch = x.size(0);
   if (!b.gated || std::isnan(threshold)) {  // NaN: the gate is not asked ("all" mode)
     gates.push_back(at::ones({batch}, x.options().dtype(at::kFloat)));
@@ -174,9 +186,9 @@ at::Tensor ResNetForward::block(const Block& b, const at::Tensor& x, double thre
 bool ResNetForward::runnable(const at::Tensor& x) const {
   // The model's tensors are held by reference: a conversion of the model (.to(), .double())
   // shows here, and the caller falls back to the Python path.
-  if (x.dim() != 4 || !x.device().is_cpu() || x.scalar_type() != at::kFloat) return false;
-  for (const at::Tensor& t : tensors_)
-    if (!t.device().is_cpu() || t.scalar_type() != at::kFloat) return false;
+  if (x.dim() != 4 || !x.device().is_cpu() || x.scalar_type() != dtypes_[0]) return false;
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    if (!tensors_[i].device().is_cpu() || tensors_[i].scalar_type() != dtypes_[i]) return false;
   return true;
 }
 
@@ -192,8 +204,9 @@ std::vector<at::Tensor> ResNetForward::forward(const at::Tensor& input,
   std::vector<at::Tensor> gates;
   gates.reserve(blocks_.size());
   for (size_t i = 0; i < blocks_.size(); ++i) x = block(blocks_[i], x, thresholds[i], gates);
-  at::Tensor logits = at::linear(at::adaptive_avg_pool2d(x, {1, 1}).flatten(1), fc_weight_,
-                                 fc_bias_);
+  at::Tensor pooled = at::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+  if (head_cast_) pooled = pooled.to(*head_cast_);
+  at::Tensor logits = at::linear(pooled, fc_weight_, fc_bias_);
   return {logits, at::stack(gates, 1)};
 }
 
