@@ -151,6 +151,12 @@ def test_in_place_weight_changes_are_seen_and_replaced_modules_rebuild_the_plan(
     with torch.no_grad():
         fused.fc.weight.mul_(2.0)  # in place: the plan holds the same tensor
     _assert_identical(_compiled(fused, x), _python(fused, x))
+    state = fused.state_dict()
+    state["layer2.1.gate.offset"] = state["layer2.1.gate.offset"] + 50.0  # opens that gate
+    fused.load_state_dict(state)
+    out = _compiled(fused, x)
+    _assert_identical(out, _python(fused, x))
+    assert (out.gates[:, 4] == 1).all()
     fused.fc = torch.nn.Linear(64, 10)  # a new module: the plan is rebuilt around it
     out = _compiled(fused, x)
     _assert_identical(out, _python(fused, x))

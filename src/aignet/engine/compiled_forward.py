@@ -111,7 +111,7 @@ class CompiledForward:
             if gate is None:
                 out.append(_ALL)
                 continue
-            if block.execution != "sparse" or not isinstance(gate, FusedGate):
+            if block.execution != "sparse":
                 return None
             if gate.inference == "deterministic":
                 out.append(threshold_logit(gate.threshold) - gate.offset_value)
@@ -157,9 +157,8 @@ def _block(block: ResidualBlock, tensors: list[Tensor], spec: list[int]) -> None
     if type(block) not in (BasicBlock, Bottleneck) or block._forward_hooks:
         raise _UnsupportedError
     spec.append(_cast(block))
-    _no_hooks(*block.modules())
-    names = [conv for conv, _ in block.conv_bn_pairs]
-    spec.append(len(names))
+    _no_hooks(*list(block.modules())[1:])
+    spec.append(len(block.conv_bn_pairs))
     for conv, bn in block.conv_bn_pairs:
         _conv(getattr(block, conv), tensors, spec)
         _identity(getattr(block, bn))
@@ -210,11 +209,9 @@ def _cast(module: nn.Module) -> int:
 
 
 def _no_hooks(*modules: nn.Module) -> None:
-    """Hooks on these modules would be skipped by the plan (a block's own cast aside)."""
-    for module in modules:
-        if module._forward_hooks or (module._forward_pre_hooks and not isinstance(
-                module, (ResidualBlock, nn.Linear))):
-            raise _UnsupportedError
+    """The plan calls no module, so it cannot describe a module with hooks."""
+    if any(m._forward_hooks or m._forward_pre_hooks for m in modules):
+        raise _UnsupportedError
 
 
 def _identity(module: nn.Module) -> None:

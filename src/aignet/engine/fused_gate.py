@@ -7,6 +7,7 @@ with ``logit(threshold)``: a pooled mean, one small matmul, a ReLU and a dot pro
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,10 @@ class FusedGate(GateBase):
         self._numpy_source: Tensor | None = None
         self.running_rate.copy_(running_rate)
         self.training = False
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.offset_value = float(self.offset)  # the decisions read this copy, not the buffer
 
     @classmethod
     def from_gate(cls, gate: Gate) -> FusedGate:
