@@ -7,7 +7,9 @@ repetitions, so the drift of a shared machine hits every point alike). Writes th
 JSON, draws both figures, and says for each AIG point how far it lies below the dense curve
 (piecewise linear through the dense points; positive = better than dense at the same cost).
 ``--controls`` adds dense runs trained otherwise (e.g. as long as an AIG run, with its teacher):
-drawn and measured against the curve like the AIG points, but not part of it.
+drawn and measured against the curve like the AIG points, but not part of it. Two or more
+controls form a second curve, the dense networks at the controls' training budget; every point
+is measured against it too (``below_controls_*``).
 
     python scripts/pareto.py --data-dir ../shared/data \
         --dense runs/resnet20/last.pt runs/resnet32/last.pt ... \
@@ -84,15 +86,23 @@ def on_curve(p: dict) -> bool:
     return p["kind"] == "dense" and not p.get("control", False)
 
 
-def below_dense(points: list[dict], x_key: str) -> list[float | None]:
-    """Per point: dense error interpolated at its cost minus its error, in points (None: a
-    point of the curve, or a cost outside the dense range)."""
-    dense = sorted((p[x_key], p["top1_error"]) for p in points if on_curve(p))
+def is_control(p: dict) -> bool:
+    """Whether a point is a dense control (a dense run trained otherwise than the curve)."""
+    return p["kind"] == "dense" and p.get("control", False)
+
+
+def below_dense(points: list[dict], x_key: str, curve=on_curve) -> list[float | None]:
+    """Per point: the error of the ``curve`` points (the dense curve by default), interpolated
+    piecewise linearly at its cost, minus its error, in points (None: a point of that curve, a
+    cost outside its range, or a curve of fewer than two points)."""
+    dense = sorted((p[x_key], p["top1_error"]) for p in points if curve(p))
+    if len(dense) < 2:
+        return [None] * len(points)
     xs, ys = np.array([d[0] for d in dense]), np.array([d[1] for d in dense])
     margins = []
     for p in points:
         x = p[x_key]
-        if on_curve(p) or not xs.min() <= x <= xs.max():
+        if curve(p) or not xs.min() <= x <= xs.max():
             margins.append(None)
             continue
         margins.append(round(100 * (float(np.interp(x, xs, ys)) - p["top1_error"]), 3))
@@ -118,10 +128,14 @@ def figure(points: list[dict], path: Path) -> None:
             sweep = sorted((p for p in points if p["checkpoint"] == run), key=lambda p: p[key])
             ax.plot([p[key] * scale for p in sweep], [100 * p["top1_error"] for p in sweep],
                     "o--", label=f"{run_label(run)}, {sweep[0]['train_epochs']} epochs")
-        for p in (p for p in points if p["kind"] == "dense" and not on_curve(p)):
+        controls = sorted((p for p in points if is_control(p)), key=lambda p: p[key])
+        for p in controls:
             ax.plot(p[key] * scale, 100 * p["top1_error"], "ks", fillstyle="none",
                     label=f"{run_label(p['checkpoint'])} (dense control), "
                           f"{p['train_epochs']} epochs")
+        if len(controls) > 1:
+            ax.plot([p[key] * scale for p in controls],
+                    [100 * p["top1_error"] for p in controls], "k:")
         # Frame the region around the dense curve: a collapsed threshold would squash it.
         top = 100 * max(p["top1_error"] for p in dense) + 3
         shown = [p for p in points if 100 * p["top1_error"] <= top]
@@ -151,15 +165,18 @@ def markdown(points: list[dict]) -> str:
     def margin(v):
         return "" if v is None else f"{v:+.2f}"
     rows = ["| model | run | T | top-1 error | MACs / image | images/s | training epochs | "
-            "below dense curve, at equal MACs (points) | at equal images/s (points) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "below dense curve, at equal MACs (points) | at equal images/s (points) | "
+            "below the controls' curve, at equal MACs | at equal images/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         t = "" if p["threshold"] is None else f"{p['threshold']:.1f}"
         run = "" if on_curve(p) else run_label(p["checkpoint"])
         rows.append(f"| {p['model']} | {run} | {t} | {100 * p['top1_error']:.2f}% | "
                     f"{p['macs_mean'] / 1e6:.1f}M | {p['images_per_s']:.0f} | "
                     f"{p['train_epochs']} | {margin(p['below_dense_macs_points'])} | "
-                    f"{margin(p['below_dense_speed_points'])} |")
+                    f"{margin(p['below_dense_speed_points'])} | "
+                    f"{margin(p.get('below_controls_macs_points'))} | "
+                    f"{margin(p.get('below_controls_speed_points'))} |")
     return "\n".join(rows)
 
 
@@ -216,10 +233,10 @@ def main() -> None:
     paths = {portable(str(p)): str(p) for p in args.dense + args.controls + args.aig}
     measure_throughput(points, paths, args.data_dir, args.speed_batch, args.speed_images,
                        args.speed_reps)
-    for key, field in (("macs_mean", "below_dense_macs_points"),
-                       ("images_per_s", "below_dense_speed_points")):
-        for p, margin in zip(points, below_dense(points, key), strict=True):
-            p[field] = margin
+    for key, axis in (("macs_mean", "macs"), ("images_per_s", "speed")):
+        for curve, name in ((on_curve, "dense"), (is_control, "controls")):
+            for p, margin in zip(points, below_dense(points, key, curve), strict=True):
+                p[f"below_{name}_{axis}_points"] = margin
     Path(args.out).write_text(json.dumps(points, indent=1) + "\n")
     figure(points, Path(args.figure))
     print(markdown(points))

@@ -30,6 +30,20 @@ def test_controls_are_measured_against_the_curve_but_not_part_of_it():
     assert pareto.below_dense(points, "macs_mean") == [None, None, 1.5, 0.5]
 
 
+def test_two_controls_form_a_curve_of_their_own():
+    controls = [_p("dense", 40.0, 0.10) | {"control": True},
+                _p("dense", 80.0, 0.09) | {"control": True}]
+    points = [_p("dense", 40.0, 0.12), _p("dense", 80.0, 0.10), *controls,
+              _p("aig", 60.0, 0.105)]
+    # At 60 the controls give 9.5%: the AIG point is 1 point behind them, 0.5 ahead of the curve;
+    # the curve's own points are 2 and 1 points behind the controls.
+    assert pareto.below_dense(points, "macs_mean", pareto.is_control) == \
+        [-2.0, -1.0, None, None, -1.0]
+    assert pareto.below_dense(points, "macs_mean")[4] == 0.5
+    assert pareto.below_dense(points[:3] + points[4:], "macs_mean", pareto.is_control) == \
+        [None] * 4  # one control is no curve
+
+
 def test_shipped_weights_are_named_as_such_and_paths_portably(tmp_path):
     name = "resnet20_cifar/cifar10"
     assert pareto.shipped_entry(name)["train_epochs"] >= 1
