@@ -20,6 +20,7 @@ adding or removing a hook, rebuilds it; a change of dtype or device makes it ste
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
@@ -36,6 +37,7 @@ from aignet.nn.gates import threshold_logit
 _IDENTITY, _ZERO_PAD, _PROJECTION = 0, 1, 2
 _CASTS = {torch.float32: 1, torch.bfloat16: 2}  # dtype -> code (0: no cast)
 _ALL = math.nan  # a threshold the plan reads as "run the block, do not ask the gate"
+_threshold_logit = functools.cache(threshold_logit)
 _generation = [0]  # bumped whenever any module, parameter or buffer is (re)assigned
 _watching: list[Any] = []
 
@@ -66,7 +68,7 @@ class CompiledForward:
     def __init__(self, model: ResNet) -> None:
         self.model = model
         self._plan: Any = None
-        self._plan_key: tuple | None = None
+        self._plan_key: tuple | None = None  # (registration generation, kernels module)
 
     def __deepcopy__(self, memo: dict) -> CompiledForward:
         # The compiled plan cannot be copied; the copy builds its own on first use.
@@ -90,31 +92,38 @@ class CompiledForward:
 
     def _current_plan(self, compiled: Any) -> Any:
         """The plan of the model as it is now (None if it cannot have one)."""
-        if self._plan_key is None or self._plan_key[:2] != (_generation[0], id(compiled)) \
-                or list(map(len, self._hook_dicts)) != self._plan_key[2]:
+        if self._plan_key != (_generation[0], id(compiled)) or self._hooks_changed():
             _watch_registrations()
-            self._hook_dicts = [d for m in self.model.modules()
-                                for d in (m._forward_hooks, m._forward_pre_hooks)]
-            self._blocks = list(self.model.blocks())
+            self._watch_hooks()
+            self._blocks = [(block, block.gate) for block in self.model.blocks()]
             try:
                 self._plan = compiled.ResNetForward(*_describe(self.model, self._blocks))
             except _UnsupportedError:
                 self._plan = None
-            self._plan_key = (_generation[0], id(compiled), list(map(len, self._hook_dicts)))
+            self._plan_key = (_generation[0], id(compiled))
         return None if _global_hooks() else self._plan
+
+    def _watch_hooks(self) -> None:
+        """Note every module's hook dicts: those empty now, and the lengths of the others."""
+        dicts = [d for m in self.model.modules() for d in (m._forward_hooks, m._forward_pre_hooks)]
+        self._empty_hooks = [d for d in dicts if not d]
+        self._hooks = [d for d in dicts if d]
+        self._hook_counts = [len(d) for d in self._hooks]
+
+    def _hooks_changed(self) -> bool:
+        # Two C-level passes over ~700 dicts: a few microseconds a call.
+        return any(self._empty_hooks) or list(map(len, self._hooks)) != self._hook_counts
 
     def _thresholds(self) -> list[float] | None:
         """Per block the gate's margin threshold (NaN: run it), or None if a mode needs Python."""
         out = []
-        for block in self._blocks:
-            gate = block.gate
+        for block, gate in self._blocks:  # plain attributes only: this runs at every call
             if gate is None:
                 out.append(_ALL)
-                continue
-            if block.execution != "sparse":
+            elif block.execution != "sparse":
                 return None
-            if gate.inference == "deterministic":
-                out.append(threshold_logit(gate.threshold) - gate.offset_value)
+            elif gate.inference == "deterministic":
+                out.append(_threshold_logit(gate.threshold) - gate.offset_value)
             elif gate.inference == "all":
                 out.append(_ALL)
             else:
@@ -127,7 +136,8 @@ def _global_hooks() -> bool:
     return bool(registry._global_forward_hooks or registry._global_forward_pre_hooks)
 
 
-def _describe(model: ResNet, blocks: list[ResidualBlock]) -> tuple[list[Tensor], list[int]]:
+def _describe(model: ResNet, blocks: list[tuple[ResidualBlock, nn.Module | None]]
+              ) -> tuple[list[Tensor], list[int]]:
     """The plan's tensors and integer description (see ``csrc/resnet_forward.cpp``)."""
     if not getattr(model, "is_fused", False) or model.preact or model.final_bn is not None:
         raise _UnsupportedError
@@ -143,7 +153,7 @@ def _describe(model: ResNet, blocks: list[ResidualBlock]) -> tuple[list[Tensor],
     else:
         spec += _max_pool(pool)
     spec.append(len(blocks))
-    for block in blocks:
+    for block, _ in blocks:
         _block(block, tensors, spec)
     if not isinstance(model.avgpool, nn.AdaptiveAvgPool2d) or type(model.fc) is not nn.Linear \
             or model.fc.bias is None or model.fc._forward_hooks:
