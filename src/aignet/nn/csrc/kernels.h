@@ -66,8 +66,9 @@ class ResNetForward {
   static at::Tensor shortcut(const Block& b, const at::Tensor& x);
   static at::Tensor dense(const Block& b, const at::Tensor& x);
   static at::Tensor skipped(const Block& b, const at::Tensor& x);
+  // Runs one block and writes its factor per image to gates[i * stride].
   static at::Tensor block(const Block& b, const at::Tensor& x, double threshold,
-                          std::vector<at::Tensor>& gates);
+                          float* gates, int64_t stride);
   bool runnable(const at::Tensor& x) const;
 
   std::vector<at::Tensor> tensors_;

@@ -11,9 +11,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/max_pool2d.h>
-#include <ATen/ops/ones.h>
 #include <ATen/ops/pad.h>
-#include <ATen/ops/stack.h>
 
 #include <cmath>
 #include <cstdint>
@@ -154,18 +152,18 @@ at::Tensor ResNetForward::skipped(const Block& b, const at::Tensor& x) {
 }
 
 at::Tensor ResNetForward::block(const Block& b, const at::Tensor& input, double threshold,
-                                std::vector<at::Tensor>& gates) {
+                                float* gates, int64_t stride) {
   // Where the precision changes between blocks (aignet.engine.quantize.to_bfloat16), the
   // block casts its input, as the Python path's forward pre-hook does.
   const at::Tensor x = b.cast ? input.to(*b.cast) : input;
   const int64_t batch = x.size(0);
   if (!b.gated || std::isnan(threshold)) {  // NaN: the gate is not asked ("all" mode)
-    gates.push_back(at::ones({batch}, x.options().dtype(at::kFloat)));
+    for (int64_t i = 0; i < batch; ++i) gates[i * stride] = 1.f;
     return dense(b, x);
   }
   at::Tensor g = gate_decide(x, b.gate_weight_t, b.gate_bias, b.gate_vector, threshold);
-  gates.push_back(g);
   const float* open = g.data_ptr<float>();
+  for (int64_t i = 0; i < batch; ++i) gates[i * stride] = open[i];
   int64_t num_open = 0;
   for (int64_t i = 0; i < batch; ++i) num_open += open[i] != 0.f;
   if (num_open == 0) return skipped(b, x);
@@ -201,13 +199,16 @@ std::vector<at::Tensor> ResNetForward::forward(const at::Tensor& input,
   if (pool_kernel_ > 0)
     x = at::max_pool2d(x, {pool_kernel_, pool_kernel_}, {pool_stride_, pool_stride_},
                        {pool_padding_, pool_padding_});
-  std::vector<at::Tensor> gates;
-  gates.reserve(blocks_.size());
-  for (size_t i = 0; i < blocks_.size(); ++i) x = block(blocks_[i], x, thresholds[i], gates);
+  // (B, L): column l is block l's factor (its decisions, or 1 for a block that always runs).
+  const int64_t num_blocks = static_cast<int64_t>(blocks_.size());
+  at::Tensor gates = at::empty({x.size(0), num_blocks}, x.options().dtype(at::kFloat));
+  float* column = gates.data_ptr<float>();
+  for (int64_t l = 0; l < num_blocks; ++l)
+    x = block(blocks_[l], x, thresholds[l], column + l, num_blocks);
   at::Tensor pooled = at::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   if (head_cast_) pooled = pooled.to(*head_cast_);
   at::Tensor logits = at::linear(pooled, fc_weight_, fc_bias_);
-  return {logits, at::stack(gates, 1)};
+  return {logits, gates};
 }
 
 }  // namespace aignet
