@@ -1,4 +1,4 @@
-// Element access shared by the kernels: bf16 data is handled as its raw 16-bit patterns (the
+// Element access and layout shared by the kernels: bf16 data is handled as its raw 16-bit patterns (the
 // upper half of a float32), arithmetic is float32, and stores round to nearest even as ATen does.
 #pragma once
 
@@ -22,6 +22,12 @@ inline void store1(uint16_t* p, float v) {
   std::memcpy(&u, &v, sizeof(u));
   *p = v != v ? static_cast<uint16_t>(0x7FC0u)
               : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// A 4-d map laid out NHWC and not also NCHW-contiguous, as 1x1 maps are (the rule of
+// aignet.nn.gated_ops.is_channels_last).
+inline bool is_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 // A tensor's data as T (uint16_t for bfloat16).

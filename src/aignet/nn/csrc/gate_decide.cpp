@@ -72,12 +72,10 @@ at::Tensor gate_decide(const at::Tensor& input, const at::Tensor& weight_t,
                        const at::Tensor& bias, const at::Tensor& vector, double threshold) {
   TORCH_CHECK(input.dim() == 4 && input.device().is_cpu(), "x: expected a (B, C, H, W) CPU tensor");
   // Maps in neither layout (slices, transposes) are copied to NCHW first.
-  const bool nhwc = !input.is_contiguous() &&
-                    input.is_contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor x = nhwc ? input : input.contiguous();
+  const bool channels_last = is_channels_last(input);
+  const at::Tensor x = channels_last ? input : input.contiguous();
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
               "x: expected float32 or bfloat16");
-  const bool channels_last = nhwc;
   const int64_t batch = x.size(0), channels = x.size(1), area = x.size(2) * x.size(3);
   const int64_t hidden = weight_t.size(1);
   TORCH_CHECK(weight_t.is_contiguous() && weight_t.scalar_type() == at::kFloat &&

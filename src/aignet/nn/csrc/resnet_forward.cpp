@@ -19,14 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include "convert.h"
 #include "kernels.h"
 
 namespace aignet {
 namespace {
-
-bool is_channels_last(const at::Tensor& t) {
-  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
 
 // t[index] along the batch dimension; channels_last maps through their NHWC view (row copies).
 at::Tensor select_rows(const at::Tensor& t, const at::Tensor& index) {
