@@ -7,7 +7,9 @@ import torch
 
 import aignet
 from aignet.cli import main
-from aignet.engine.bench import benchmark, calibrate_gates
+from aignet.engine.bench import benchmark, benchmark_model, calibrate_gates
+from aignet.models.resnet_weights import GATE_KEY
+from aignet.nn.blocks import remove_gates
 
 ROW_FIELDS = {"batch_size", "execution", "execution_rate", "mac_ratio", "ideal_ratio",
               "time_ratio", "overhead"}
@@ -60,3 +62,44 @@ def test_bench_refuses_dense_models_and_bad_rates(capsys):
     assert "not a gated model" in capsys.readouterr().err
     assert main(["bench", "--rate", "1.5"]) == 2
     assert "--rate must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_remove_gates_gives_the_plain_resnet_with_the_same_weights():
+    gated = aignet.create_model("aig_resnet20_cifar")
+    x = torch.randn(4, 3, 32, 32)
+    calibrate_gates(gated, torch.randn(64, 3, 32, 32), 0.5)
+    dense = aignet.create_model("resnet20_cifar").eval()
+    dense.load_state_dict({k: v for k, v in gated.state_dict().items() if GATE_KEY not in k})
+    with torch.no_grad():
+        assert not torch.equal(gated(x).gates, torch.ones(4, 9))  # some block is skipped
+        remove_gates(gated)
+        out = gated(x)
+        assert not any(gated.gated) and torch.equal(out.gates, torch.ones(4, 9))
+        assert torch.equal(out.logits, dense(x).logits)
+
+
+def test_benchmark_model_times_the_models_own_decisions():
+    model = aignet.create_model("aig_resnet20_cifar")
+    images = torch.randn(40, 3, 32, 32)
+    calibrate_gates(model, images, 0.5)  # stands in for training: decisions differ per image
+    result = benchmark_model(model, images, (1, 16), reps=1, warmup=0, images_per_run=32)
+    expected = aignet.Predictor(model, channels_last=True)(images[:32]).record
+    rows = result["rows"]
+    assert [(r["batch_size"], r["execution"], r["images"]) for r in rows] == [
+        (1, "sparse", 32), (16, "sparse", 32)]
+    for row in rows:
+        assert set(row) >= ROW_FIELDS | {"measured_over_ideal", "measured_over_mac_ideal"}
+        assert row["execution_rate"] == pytest.approx(expected.gated_rate, abs=1e-4)
+        assert row["mac_ratio"] == pytest.approx(expected.summary()["mac_ratio"], abs=1e-4)
+        assert row["overhead"] * row["measured_over_ideal"] == pytest.approx(1, rel=1e-3)
+        assert row["measured_over_mac_ideal"] == pytest.approx(
+            row["mac_ratio"] / row["time_ratio"], rel=1e-3)
+    assert result["config"]["threshold"] == 0.5
+
+
+def test_benchmark_model_refuses_dense_models_and_too_few_images():
+    with pytest.raises(ValueError, match="no gates"):
+        benchmark_model(aignet.create_model("resnet20_cifar"), torch.randn(4, 3, 32, 32))
+    with pytest.raises(ValueError, match="batch size 8 needs 8 images, got 4"):
+        benchmark_model(aignet.create_model("aig_resnet20_cifar"), torch.randn(4, 3, 32, 32),
+                        (8,), reps=1, warmup=0, images_per_run=8)

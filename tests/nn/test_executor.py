@@ -6,8 +6,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import aignet
 from aignet.engine.flops import profile_macs
-from aignet.nn import kernels
-from aignet.nn.executor import select_rows, write_rows
+from aignet.nn import executor, kernels
+from aignet.nn.executor import merge_rows, select_rows, write_rows
 from helpers import warmed_model
 
 MODELS = [("aig_resnet20_cifar", 32, {}), ("aig_resnet20_cifar", 32, {"shortcut": "B"}),
@@ -218,3 +218,54 @@ def test_compiled_fused_gate_decides_as_the_torch_ops(dtype, channels_last, monk
     assert compiled.dtype == torch.float32 and 0 < compiled.sum() < 64
     assert torch.equal(compiled, reference)
     assert torch.equal(gate.decide(x[:1], threshold), reference[:1])  # the numpy path
+
+
+@pytest.mark.skipif(kernels.load() is None, reason="the C++ kernels did not build")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("identity", [True, False])
+def test_compiled_row_kernels_match_the_reference_ops(dtype, channels_last, identity,
+                                                      monkeypatch):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(7, 16, 5, 6).to(dtype).contiguous(memory_format=fmt)
+    x[2, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    branch = torch.randn(4, 16, 5, 6).to(dtype).contiguous(memory_format=fmt)
+    index = torch.tensor([0, 2, 3, 6])
+    block = aignet.create_model("aig_resnet20_cifar").layer1[0]  # relu(shortcut + branch)
+
+    def run():
+        with torch.inference_mode():
+            rows = select_rows(x, index)
+            shortcut = x.clone()  # identity: the block writes into its own input
+            out = shortcut if identity else shortcut.relu()
+            return rows, merge_rows(block, out, index, shortcut, branch)
+
+    with torch.inference_mode():
+        assert executor._row_kernels(x) is not None
+    compiled = run()
+    monkeypatch.setattr(kernels, "usable", lambda t: None)
+    reference = run()
+    for got, want in zip(compiled, reference, strict=True):
+        assert got.stride() == want.stride()
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+    closed = [1, 4, 5]
+    torch.testing.assert_close(compiled[1][closed], x[closed] if identity else x[closed].relu(),
+                               rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.skipif(kernels.load() is None, reason="the C++ kernels did not build")
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_sparse_model_with_kernels_equals_the_reference_ops(shortcut, channels_last,
+                                                            monkeypatch):
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32, shortcut=shortcut),
+                        channels_last=channels_last)
+    x = torch.randn(16, 3, 32, 32)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    compiled = _run(fused, x, "sparse", "deterministic", 0.5)
+    monkeypatch.setattr(kernels, "usable", lambda t: None)
+    reference = _run(fused, x, "sparse", "deterministic", 0.5)
+    assert ((reference.gates == 0).any(0) & (reference.gates != 0).any(0)).any()
+    assert torch.equal(compiled.logits, reference.logits)
+    assert torch.equal(compiled.gates, reference.gates)

@@ -109,6 +109,26 @@ def test_eval_command_json(data_dir, tmp_path, capsys):
     assert low["calibration_images"] == 64
 
 
+def test_bench_command_times_a_checkpoint_on_its_own_images(data_dir, tmp_path, capsys):
+    config = load_config(None, _overrides(data_dir, **{"train.epochs": 1}))
+    train(config, tmp_path / "run")
+    ckpt = str(tmp_path / "run" / "last.pt")
+    capsys.readouterr()
+    assert main(["eval", ckpt, "--limit", "8", "--json"]) == 0
+    rates = json.loads(capsys.readouterr().out)["layer_rates"]
+    assert main(["bench", ckpt, "--images", "8", "--batch-sizes", "1,4", "--reps", "1",
+                 "--warmup", "0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(r["batch_size"], r["images"]) for r in doc["rows"]] == [(1, 8), (4, 8)]
+    for row in doc["rows"]:
+        assert row["execution_rate"] == pytest.approx(sum(rates) / len(rates), abs=1e-3)
+    assert doc["config"]["checkpoint"] == ckpt and doc["config"]["data"] == "mnist"
+    assert main(["bench", ckpt, "--rate", "0.3"]) == 2
+    assert "drop --rate" in capsys.readouterr().err
+    assert main(["bench", ckpt, "--images", "8"]) == 2
+    assert "smaller than the largest batch size 256" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("override,message", [
     ("optim.lr=-1", "optim.lr must be > 0"),
     ("optim.schedule=exp", "unknown schedule"),

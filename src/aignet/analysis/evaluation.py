@@ -1,12 +1,15 @@
-"""Evaluation runs of trained models: ``evaluate_checkpoint`` (``aignet eval``) and
-``recalibrate_checkpoint`` (``aignet recalibrate``)."""
+"""Evaluation runs of trained models: ``evaluate_checkpoint`` (``aignet eval``),
+``bench_checkpoint`` (``aignet bench`` of trained weights) and ``recalibrate_checkpoint``
+(``aignet recalibrate``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
+from aignet.engine.bench import benchmark_model
 from aignet.engine.inference import Predictor
 from aignet.engine.recalibrate import recalibrate_bn
 from aignet.nn.gates import evaluates_gates, set_gate_mode
@@ -67,6 +70,37 @@ def format_eval(r: dict) -> str:
         "layer rates: " + " ".join(f"{v:.2f}" for v in r["layer_rates"]),
     ]
     return "\n".join(lines)
+
+
+def bench_checkpoint(path: str, *, data_dir: str | None = None, images: int = 256,
+                     batch_sizes: Sequence[int] = (1, 32, 256), reps: int = 7, warmup: int = 2,
+                     threshold: float = 0.5, channels_last: bool = True,
+                     threads: int | None = None, precision: str = "fp32",
+                     calibration_images: int = 512,
+                     progress: Callable[[str], None] | None = None) -> dict:
+    """Time a checkpoint's sparse inference on the first ``images`` validation images against
+    its dense form (:func:`aignet.engine.bench.benchmark_model`); returns plain data.
+
+    ``precision="int8"`` calibrates on ``calibration_images`` un-augmented training images.
+    """
+    check_rate(threshold, "--threshold")
+    if images < max(batch_sizes):
+        raise ValueError(f"--images {images} is smaller than the largest batch size "
+                         f"{max(batch_sizes)}; time at least one full batch")
+    model = load_model(path)
+    int8 = precision == "int8"
+    data = build_configured_data(trained_config(model).data, data_dir, limit_val=images,
+                                 val_batch_size=images, augment=False,
+                                 limit_train=calibration_images if int8 else 1,
+                                 batch_size=calibration_images if int8 else None)
+    x, _ = next(data.val.iter_from(0))
+    calibration = next(data.train.iter_from(0))[0] if int8 else None
+    result = benchmark_model(model, x, batch_sizes, reps, warmup, threshold=threshold,
+                             channels_last=channels_last, images_per_run=images,
+                             threads=threads, precision=precision, calibration=calibration,
+                             progress=progress)
+    result["config"] |= {"checkpoint": str(path), "data": model.pretrained_cfg["data"]}
+    return result
 
 
 def recalibrate_checkpoint(path: str, out: str, *, data_dir: str | None = None,

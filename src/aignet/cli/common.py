@@ -50,3 +50,22 @@ def add_command(sub: argparse._SubParsersAction, name: str, example: str, *, hel
     """A sub-command parser whose help shows every default and ends with an example."""
     return sub.add_parser(name, help=help, description=description or help,
                           epilog=f"example: {example}", formatter_class=_DefaultsFormatter)
+
+
+def trained_source(command: str, checkpoint: str | None, pretrained: str | None) -> str:
+    """The one model a command runs on: a checkpoint path or shipped ``MODEL/TAG`` weights.
+
+    Raises a one-line ValueError unless exactly one is given and shipped weights exist.
+    """
+    if (checkpoint is None) == (pretrained is None):
+        raise ValueError(f"aignet {command}: give a checkpoint path or --pretrained MODEL/TAG "
+                         "(one)")
+    if pretrained is None:
+        return checkpoint
+    if "/" not in pretrained:
+        raise ValueError(f"--pretrained {pretrained}: expected MODEL/TAG, e.g. "
+                         "aig_resnet56_cifar/cifar10")
+    from aignet.models.pretrained import pretrained_entry
+
+    pretrained_entry(*pretrained.split("/", 1))  # a one-line error naming what is shipped
+    return pretrained

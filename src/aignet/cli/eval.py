@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from aignet.cli.common import add_command, positive_int
+from aignet.cli.common import add_command, positive_int, trained_source
 
 EXAMPLE = "aignet eval --pretrained aig_resnet56_cifar/cifar10 --data-dir ../shared/data"
 
@@ -43,15 +43,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aignet.analysis.evaluation import evaluate_checkpoint, format_eval
 
-    if (args.checkpoint is None) == (args.pretrained is None):
-        raise ValueError("aignet eval: give a checkpoint path or --pretrained MODEL/TAG (one)")
-    if args.pretrained and "/" not in args.pretrained:
-        raise ValueError(f"--pretrained {args.pretrained}: expected MODEL/TAG, e.g. "
-                         "aig_resnet56_cifar/cifar10")
-    if args.pretrained:  # a one-line error naming what is shipped when it is not
-        from aignet.models.pretrained import pretrained_entry
-        pretrained_entry(*args.pretrained.split("/", 1))
-    result = evaluate_checkpoint(args.checkpoint or args.pretrained, data_dir=args.data_dir,
+    source = trained_source("eval", args.checkpoint, args.pretrained)
+    result = evaluate_checkpoint(source, data_dir=args.data_dir,
                                  mode=args.mode, threshold=args.threshold, execution=args.execution,
                                  batch_size=args.batch_size, limit=args.limit,
                                  fused=not args.no_fuse, channels_last=args.channels_last,

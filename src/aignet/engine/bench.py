@@ -6,9 +6,16 @@ calibration batch; the decision still depends on the image). The dense model is 
 ResNet of the same depth with the same weights. All three are fused (BatchNorm folded) and timed
 in one process, interleaved, after warm-up; the median over repetitions is reported.
 
+:func:`benchmark_model` applies the same protocol to a trained model on real images: its own
+decisions set the rates, and its dense counterpart is the same fused network with the gates
+removed.
+
 Per row: ``time_ratio`` = time / dense time; ``ideal_ratio`` = (dense time - sum over blocks of
 measured block time * (1 - execution rate)) / dense time, the time the executed blocks alone
-would take; ``overhead`` = time_ratio / ideal_ratio (1.0 is the limit).
+would take; ``overhead`` = time_ratio / ideal_ratio (1.0 is the limit) and
+``measured_over_ideal`` its inverse; ``mac_ratio`` = MACs / dense MACs and
+``measured_over_mac_ideal`` = mac_ratio / time_ratio, the same against the MAC count (which
+takes every MAC to cost the same time, whatever layer it is in).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from aignet.engine.quantize import check_precision, input_dtype, to_precision
 from aignet.engine.record import ExecutionRecord
 from aignet.models.registry import create_model
 from aignet.models.resnet_weights import GATE_KEY
-from aignet.nn.blocks import set_execution
+from aignet.nn.blocks import remove_gates, set_execution
 from aignet.nn.gates import EXECUTE, Gate, set_gate_mode
 
 # Images per timed run for small batches: batch 1 is averaged over this many different images.
@@ -127,13 +134,13 @@ def _measure(runners: dict[str, nn.Module], batches: Sequence[Tensor], rates: Se
              reps: int, warmup: int, device: torch.device) -> dict[str, float]:
     """Interleaved repetitions; per repetition the ratios to the dense run of that repetition.
 
-    Returns medians of: dense seconds, masked/sparse time ratios, the ideal ratio.
+    Returns medians of: dense seconds, each other runner's time ratio, the ideal ratio.
     """
     fns = {k: _loop(m, batches) for k, m in runners.items()}
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    samples: dict[str, list[float]] = {"dense": [], "masked": [], "sparse": [], "ideal": []}
+    samples: dict[str, list[float]] = {name: [] for name in [*fns, "ideal"]}
     names = list(fns) + ["blocks"]
     for rep in range(reps):
         shift = rep % len(names)
@@ -146,7 +153,7 @@ def _measure(runners: dict[str, nn.Module], batches: Sequence[Tensor], rates: Se
             else:
                 times[name] = _timed(fns[name], device)
         samples["dense"].append(times["dense"])
-        for name in ("masked", "sparse"):
+        for name in fns.keys() - {"dense"}:
             samples[name].append(times[name] / times["dense"])
     return {k: statistics.median(v) for k, v in samples.items()}
 
@@ -190,8 +197,9 @@ def benchmark(model_name: str = "aig_resnet110_cifar", rate: float = 0.6,
             progress(f"batch {batch}: timing dense / masked / sparse")
         rows += _rows_for_batch(runners, profile, batch, gated.in_chans, size, dev, reps, warmup,
                                 fmt, dtype)
-    return {"config": _config(model_name, rate, reps, warmup, dev, channels_last, seed)
-            | {"precision": precision}, "rows": rows}
+    return {"config": _config(model_name, reps, warmup, dev, channels_last)
+            | {"dense_model": dense_counterpart(model_name), "target_execution_rate": rate,
+               "seed": seed, "precision": precision}, "rows": rows}
 
 
 def _rows_for_batch(runners: dict[str, nn.Module], profile, batch: int, in_chans: int, size: int,
@@ -200,22 +208,30 @@ def _rows_for_batch(runners: dict[str, nn.Module], profile, batch: int, in_chans
     count = max(1, MIN_IMAGES_PER_RUN // batch)
     batches = [torch.randn(batch, in_chans, size, size, device=dev, dtype=dtype)
                .contiguous(memory_format=fmt) for _ in range(count)]
+    return _rows(runners, profile, batches, reps, warmup, dev)
+
+
+def _rows(runners: dict[str, nn.Module], profile, batches: Sequence[Tensor], reps: int,
+          warmup: int, dev: torch.device) -> list[dict]:
+    """One row per runner other than ``dense`` (``masked`` and/or ``sparse``) for ``batches``."""
     with torch.inference_mode():
         gates = torch.cat([runners["sparse"](b).gates for b in batches])
     record = ExecutionRecord.from_gates(gates, profile)
     measured = _measure(runners, batches, record.layer_rates.tolist(), reps, warmup, dev)
-    images = batch * count
+    images = len(gates)
     rows = []
-    for execution in ("masked", "sparse"):
+    for execution in [name for name in runners if name != "dense"]:
         macs = profile.dense + profile.gate_total if execution == "masked" else \
             float(record.macs.mean())
         time_ratio = measured[execution]
         rows.append({
-            "batch_size": batch, "execution": execution, "images": images,
+            "batch_size": len(batches[0]), "execution": execution, "images": images,
             "execution_rate": round(record.gated_rate, 4),
             "mac_ratio": round(macs / profile.dense, 4),
             "ideal_ratio": round(measured["ideal"], 4), "time_ratio": round(time_ratio, 4),
             "overhead": round(time_ratio / measured["ideal"], 4),
+            "measured_over_ideal": round(measured["ideal"] / time_ratio, 4),
+            "measured_over_mac_ideal": round(macs / profile.dense / time_ratio, 4),
             "dense_ms_per_image": round(1e3 * measured["dense"] / images, 4),
             "ms_per_image": round(1e3 * measured["dense"] * time_ratio / images, 4),
             "speedup": round(1.0 / time_ratio, 4),
@@ -223,11 +239,60 @@ def _rows_for_batch(runners: dict[str, nn.Module], profile, batch: int, in_chans
     return rows
 
 
-def _config(model_name: str, rate: float, reps: int, warmup: int, dev: torch.device,
-            channels_last: bool, seed: int) -> dict:
-    info = {"model": model_name, "dense_model": dense_counterpart(model_name),
-            "target_execution_rate": rate, "reps": reps, "warmup": warmup, "device": str(dev),
-            "threads": torch.get_num_threads(), "channels_last": channels_last, "seed": seed,
+@torch.no_grad()
+def benchmark_model(model: nn.Module, images: Tensor, batch_sizes: Sequence[int] = (1, 32, 256),
+                    reps: int = 7, warmup: int = 2, *, threshold: float = 0.5,
+                    channels_last: bool = True, images_per_run: int = 256,
+                    threads: int | None = None, precision: str = "fp32",
+                    calibration: Tensor | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Time a trained gated model's own sparse inference on real images against its dense form.
+
+    The same protocol as :func:`benchmark` (fused models, interleaved, block-time ideal), with
+    the model's deterministic decisions at ``threshold`` instead of calibrated gates, and as
+    dense counterpart the same fused network without its gates. Each batch size times the first
+    ``images_per_run`` of ``images`` (normalised, on the model's device) in batches of that size,
+    so every batch size sees the same images and the rates are theirs. ``precision`` applies to
+    both runners alike (int8 is calibrated on ``calibration``, normalised training images).
+
+    Returns:
+        ``{"config": {...}, "rows": [...]}``, one ``sparse`` row per batch size.
+    """
+    if not any(getattr(model, "gated", ())):
+        raise ValueError("the model has no gates; benchmark a gated (aig_*) model")
+    check_precision(precision)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = next(model.parameters()).device
+    runners = {"dense": remove_gates(fuse(model, channels_last)),
+               "sparse": set_gate_mode(fuse(model, channels_last), inference="deterministic",
+                                       threshold=threshold)}
+    profile = profile_macs(model, tuple(images.shape[-2:]))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for runner in runners.values():
+        to_precision(runner, precision, None if calibration is None else
+                     [calibration.to(dev).contiguous(memory_format=fmt)])
+    dtype = input_dtype(runners["sparse"])
+    rows = []
+    for batch in batch_sizes:
+        count = max(1, images_per_run // batch)
+        if len(images) < batch * count:
+            raise ValueError(f"batch size {batch} needs {batch * count} images, got "
+                             f"{len(images)}")
+        if progress:
+            progress(f"batch {batch}: timing dense / sparse on {batch * count} images")
+        x = images[:batch * count].to(dev, dtype).contiguous(memory_format=fmt)
+        rows += _rows(runners, profile, list(x.split(batch)), reps, warmup, dev)
+    config = _config(getattr(model, "name", type(model).__name__), reps, warmup, dev,
+                     channels_last)
+    return {"config": config | {"dense_model": "the same network without gates",
+                                "threshold": threshold, "precision": precision}, "rows": rows}
+
+
+def _config(model_name: str, reps: int, warmup: int, dev: torch.device, channels_last: bool
+            ) -> dict:
+    info = {"model": model_name, "reps": reps, "warmup": warmup, "device": str(dev),
+            "threads": torch.get_num_threads(), "channels_last": channels_last,
             "torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "processor": cpu_name()}
     if dev.type == "cuda":

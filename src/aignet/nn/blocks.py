@@ -90,9 +90,14 @@ class ResidualBlock(nn.Module):
         """Combine shortcut and (scaled) residual into the block output."""
         return self.activate(shortcut + residual)
 
+    @property
+    def relu_merge(self) -> bool:
+        """Whether :meth:`merge` is ``relu(shortcut + residual)``, which fused kernels compute."""
+        return type(self).activate is ResidualBlock.activate
+
     def gated_merge(self, shortcut: Tensor, residual: Tensor, g: Tensor) -> Tensor:
         """:meth:`merge` of the residual scaled per image by ``g`` (B,)."""
-        if type(self).activate is ResidualBlock.activate:  # ReLU: the fused autograd form
+        if self.relu_merge:  # the fused autograd form
             return gated_merge(shortcut, residual, g)
         return self.merge(shortcut, g.to(residual.dtype).view(-1, 1, 1, 1) * residual)
 
@@ -233,4 +238,13 @@ def set_execution(model: nn.Module, execution: str) -> nn.Module:
     for block in model.modules():
         if isinstance(block, ResidualBlock):
             block.set_execution(execution)
+    return model
+
+
+def remove_gates(model: nn.Module) -> nn.Module:
+    """Drop every block's gate, in place: every block runs and no gate is evaluated, which makes
+    a gated network the plain ResNet with the same weights. Returns ``model``."""
+    for block in model.modules():
+        if isinstance(block, ResidualBlock):
+            block.gate = None
     return model

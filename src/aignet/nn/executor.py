@@ -9,10 +9,12 @@ saves nothing. Here a closed gate really costs only the gate:
 * otherwise: gather the open rows, run the branch on them, and write the merged rows into the
   shortcut output in place (no full-batch clone).
 
-channels_last tensors are gathered and scattered through their NHWC view: ``index_select`` on a
-channels_last NCHW tensor silently returns an NCHW-contiguous copy and ``index_add_``/
-``index_copy_`` on it are several times slower, whereas along dim 0 of the NHWC view both are
-plain row copies.
+Without autograd, on CPU float32 and bf16 maps, the gather is a compiled row copy and the merge
+and write-back one compiled pass (``csrc/sparse_rows.cpp``, :mod:`aignet.nn.kernels`), bitwise
+equal to the ops below. Those ops gather and scatter channels_last tensors through their NHWC
+view: ``index_select`` on a channels_last NCHW tensor silently returns an NCHW-contiguous copy
+and ``index_add_``/``index_copy_`` on it are several times slower, whereas along dim 0 of the
+NHWC view both are plain row copies.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from aignet.nn import kernels
 from aignet.nn.gated_ops import is_channels_last
 
 if TYPE_CHECKING:
@@ -30,8 +33,19 @@ if TYPE_CHECKING:
 EXECUTIONS = ("sparse", "masked")
 
 
+def _row_kernels(t: Tensor):
+    """The compiled row kernels where they may run on ``t``: no autograd recording, a float32
+    or bf16 map laid out contiguous or channels_last."""
+    if (torch.is_grad_enabled() or t.dtype not in (torch.float32, torch.bfloat16)
+            or not (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))):
+        return None
+    return kernels.usable(t)
+
+
 def select_rows(t: Tensor, index: Tensor) -> Tensor:
     """``t[index]`` along the batch dimension, keeping a channels_last layout."""
+    if (k := _row_kernels(t)) is not None:
+        return k.gather_rows(t, index)
     if is_channels_last(t):
         return t.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)
     return t.index_select(0, index)
@@ -49,6 +63,18 @@ def write_rows(out: Tensor, index: Tensor, rows: Tensor) -> Tensor:
     if torch.is_grad_enabled():
         return out.index_copy(0, index, rows)
     return out.index_copy_(0, index, rows)
+
+
+def merge_rows(block: ResidualBlock, out: Tensor, index: Tensor, shortcut: Tensor,
+               branch: Tensor, rows: Tensor | None = None) -> Tensor:
+    """``out[index] = merge(shortcut[index], branch)``: the open images' block output, in place
+    unless autograd is recording. ``rows``, where already gathered, is ``shortcut[index]`` (a
+    scratch tensor)."""
+    k = _row_kernels(out)
+    if k is not None and block.relu_merge and k.mergeable_rows(out, shortcut, branch):
+        return k.scatter_merge_(out, index, shortcut, branch, True)
+    rows = select_rows(shortcut, index) if rows is None else rows
+    return write_rows(out, index, block.merge_into(rows, branch))
 
 
 def skip_output(block: ResidualBlock, x: Tensor) -> Tensor:
@@ -100,7 +126,6 @@ def sparse_block_forward(block: ResidualBlock, x: Tensor, g: Tensor) -> Tensor:
     if not binary:
         branch = branch * g.index_select(0, index).to(branch.dtype).view(-1, 1, 1, 1)
     if block.downsample is None:
-        return write_rows(x, index, block.merge_into(rows, branch))
+        return merge_rows(block, x, index, x, branch, rows)
     shortcut = block.shortcut(x)
-    rows = block.merge_into(select_rows(shortcut, index), branch)
-    return write_rows(activated_shortcut(block, shortcut), index, rows)
+    return merge_rows(block, activated_shortcut(block, shortcut), index, shortcut, branch)

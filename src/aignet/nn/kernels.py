@@ -2,8 +2,9 @@
 
 The kernels fuse what PyTorch runs as many passes or many tiny ops (``gated_merge.cpp``: a
 gated block's merge; ``gate_head.cpp``: the training gate; ``gate_decide.cpp``: the fused
-inference gate; ``resnet_forward.cpp``: a fused model's inference pass without Python between
-its operations). Each has a PyTorch reference that
+inference gate; ``sparse_rows.cpp``: sparse execution's gather and merged write-back;
+``resnet_forward.cpp``: a fused model's inference pass without Python between its operations).
+Each has a PyTorch reference that
 gives the same values and runs wherever the kernels cannot: no compiler, another device or
 dtype, ``torch.compile`` tracing, a Python dispatch mode. Building needs a C++ compiler and
 ninja, takes under a minute once per machine and PyTorch version, and is cached where PyTorch

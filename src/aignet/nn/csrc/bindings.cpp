@@ -14,6 +14,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "gradients of the training gate with respect to its input and parameters");
   m.def("gate_decide", &aignet::gate_decide,
         "fused inference gate: 1.0 where v . relu(W mean(x) + b) > threshold, else 0.0");
+  m.def("gather_rows", &aignet::gather_rows,
+        "t[index] along the batch dimension of a contiguous or channels_last map (row copies)");
+  m.def("mergeable_rows", &aignet::mergeable_rows,
+        "whether scatter_merge_ takes (out, shortcut, branch)");
+  m.def("scatter_merge_", &aignet::scatter_merge_,
+        "out[index[i]] = relu(shortcut[index[i]] + branch[i]) in place (ReLU optional)");
   pybind11::class_<aignet::ResNetForward>(m, "ResNetForward",
                                           "the inference forward pass of a fused ResNet")
       .def(pybind11::init<std::vector<at::Tensor>, std::vector<int64_t>>())

@@ -36,6 +36,17 @@ std::vector<at::Tensor> gate_head_backward(const at::Tensor& grad_g, const at::T
 at::Tensor gate_decide(const at::Tensor& x, const at::Tensor& weight_t, const at::Tensor& bias,
                        const at::Tensor& vector, double threshold);
 
+// sparse_rows.cpp
+// t[index] along the batch dimension, in t's layout (contiguous or channels_last).
+at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& index);
+// Whether scatter_merge_ takes these maps: float32 or bf16 on the CPU, contiguous or
+// channels_last, out and shortcut alike and branch's rows laid out as theirs.
+bool mergeable_rows(const at::Tensor& out, const at::Tensor& shortcut, const at::Tensor& branch);
+// out[index[i]] = act(shortcut[index[i]] + branch[i]), act = ReLU when `relu`; in place. out and
+// shortcut may be the same map.
+at::Tensor scatter_merge_(at::Tensor out, const at::Tensor& index, const at::Tensor& shortcut,
+                          const at::Tensor& branch, bool relu);
+
 // resnet_forward.cpp
 // The inference forward pass of a fused ResNet, built once from its tensors and a description
 // (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when

@@ -25,9 +25,10 @@
 namespace aignet {
 namespace {
 
-// t[index] along the batch dimension; channels_last maps through their NHWC view (row copies).
+// t[index] along the batch dimension: row copies for contiguous and channels_last maps (as
+// aignet.nn.executor.select_rows).
 at::Tensor select_rows(const at::Tensor& t, const at::Tensor& index) {
-  if (is_channels_last(t)) return t.permute({0, 2, 3, 1}).index_select(0, index).permute({0, 3, 1, 2});
+  if (t.is_contiguous() || t.is_contiguous(at::MemoryFormat::ChannelsLast)) return gather_rows(t, index);
   return t.index_select(0, index);
 }
 
@@ -171,11 +172,11 @@ at::Tensor ResNetForward::block(const Block& b, const at::Tensor& input, double 
     if (open[i] != 0.f) idx[k++] = i;
   at::Tensor rows = select_rows(x, index);
   at::Tensor branch = residual(b, rows);
-  if (b.shortcut == Shortcut::kIdentity) return write_rows(x, index, rows.add_(branch).relu_());
-  at::Tensor base = shortcut(b, x);
-  at::Tensor merged = select_rows(base, index).add_(branch).relu_();
-  if (b.shortcut == Shortcut::kProjection) base = base.relu();
-  return write_rows(base, index, merged);
+  const at::Tensor base = b.shortcut == Shortcut::kIdentity ? x : shortcut(b, x);
+  at::Tensor out = b.shortcut == Shortcut::kProjection ? base.relu() : base;
+  if (mergeable_rows(out, base, branch)) return scatter_merge_(out, index, base, branch, true);
+  at::Tensor merged = b.shortcut == Shortcut::kIdentity ? rows : select_rows(base, index);
+  return write_rows(out, index, merged.add_(branch).relu_());
 }
 
 bool ResNetForward::runnable(const at::Tensor& x) const {
