@@ -17,9 +17,33 @@
 namespace aignet {
 namespace {
 
+#ifdef __AVX2__
+// NHWC channel sums, eight channels at a time over all positions, in four independent partial
+// sums (a single running sum per channel would wait on the previous addition at every position).
+template <typename T>
+void channel_sums_nhwc8(const T* x, int64_t channels, int64_t area, float* sums) {
+  for (int64_t c = 0; c < channels; c += kLanes) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const T* col = x + c;
+    int64_t p = 0;
+    for (; p + 4 <= area; p += 4) {
+      a0 = _mm256_add_ps(a0, load8(col + p * channels));
+      a1 = _mm256_add_ps(a1, load8(col + (p + 1) * channels));
+      a2 = _mm256_add_ps(a2, load8(col + (p + 2) * channels));
+      a3 = _mm256_add_ps(a3, load8(col + (p + 3) * channels));
+    }
+    for (; p < area; ++p) a0 = _mm256_add_ps(a0, load8(col + p * channels));
+    _mm256_storeu_ps(sums + c, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  }
+}
+#endif
+
 // Channel sums of one image: NCHW (C runs of HW values) or NHWC (HW runs of C values).
 template <typename T>
 void channel_sums(const T* x, int64_t channels, int64_t area, bool channels_last, float* sums) {
+#ifdef __AVX2__
+  if (channels_last && channels % kLanes == 0) return channel_sums_nhwc8(x, channels, area, sums);
+#endif
   if (channels_last) {
     std::memset(sums, 0, sizeof(float) * channels);
     for (int64_t p = 0; p < area; ++p) {
