@@ -14,7 +14,7 @@ from aignet.models.registry import (
     register_model,
 )
 from aignet.models.resnet_weights import load_resnet_weights
-from aignet.nn.blocks import set_execution
+from aignet.nn.blocks import remove_gates, set_execution
 from aignet.nn.gates import INFERENCE_MODES, TRAIN_MODES, Gate, GateBase, set_gate_mode
 from aignet.nn.losses import AIGLoss, execution_rates, target_rate_loss
 from aignet.nn.target_rates import PRESETS, resolve_target_rates
@@ -27,6 +27,6 @@ __all__ = [
     "ModelOutput", "PRESETS", "Prediction", "Predictor", "ResNet", "TRAIN_MODES", "count_macs",
     "create_model", "create_model_from_config", "execution_rates", "fuse", "list_models",
     "list_pretrained", "load_model", "load_resnet_weights", "load_safe", "profile_macs",
-    "recalibrate_bn", "register_model", "resolve_target_rates", "save_atomic", "set_execution",
-    "set_gate_mode", "target_rate_loss",
+    "recalibrate_bn", "register_model", "remove_gates", "resolve_target_rates", "save_atomic",
+    "set_execution", "set_gate_mode", "target_rate_loss",
 ]
