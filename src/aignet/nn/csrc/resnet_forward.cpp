@@ -1,8 +1,9 @@
 // The inference forward pass of a fused aignet ResNet (aignet.engine.compiled_forward) in one
 // call: stem, every residual block with real skipping, head.
 //
-// It issues exactly the ATen operations of the Python path (ResNet.forward, ResidualBlock and
-// aignet.nn.executor.sparse_block_forward for a fused model under inference mode), so logits
+// It issues exactly the operations of the Python path (ResNet.forward, ResidualBlock and
+// aignet.nn.executor.sparse_block_forward for a fused model under inference mode: ATen's, and
+// aignet's gate and row kernels), so logits
 // and decisions are bitwise the same; what it removes is the Python between them: module
 // calls, the gate's dispatch and the per-block branching, about 40 us a block at batch 1, which
 // at batch 1 is as much as a small block's convolutions.
