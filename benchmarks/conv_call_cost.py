@@ -16,17 +16,15 @@ machine.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from aignet.engine.bench import cpu_name
+from aignet.engine.bench import write_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = ((16, 32), (32, 16), (64, 8))  # (channels, spatial size) of the CIFAR stages
@@ -93,11 +91,7 @@ def main() -> None:
             "fixed_us": round(1e6 * fixed, 1), "per_image_us": round(1e6 * per_image, 2),
             "sub_batch_overhead": {f"batch {b}, rate {r}": round(
                 sub_batch_overhead(seconds, b, r), 3) for b in (32, 256) for r in (0.3, 0.6, 0.9)}})
-    result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
-              "rows": rows,
-              "command": " ".join(["python", "benchmarks/conv_call_cost.py", *sys.argv[1:]])}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_benchmark(args.out, rows, args.threads)
 
 
 if __name__ == "__main__":

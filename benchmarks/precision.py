@@ -16,16 +16,14 @@ benchmarks/results/precision_cpu.json. Run on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 import aignet
-from aignet.engine.bench import cpu_name
+from aignet.engine.bench import write_benchmark
 from aignet.training.checkpoint import trained_config
 from aignet.training.config import build_configured_data
 
@@ -109,11 +107,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [measure(m, args.data_dir, args.images, args.reps, args.calibration)
             for m in args.models]
-    result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
-              "rows": rows,
-              "command": " ".join(["python", "benchmarks/precision.py", *sys.argv[1:]])}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_benchmark(args.out, rows, args.threads)
 
 
 if __name__ == "__main__":

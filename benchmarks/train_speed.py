@@ -13,16 +13,14 @@ measures the PyTorch reference ops instead of the compiled kernels.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 import aignet
-from aignet.engine.bench import cpu_name
+from aignet.engine.bench import write_benchmark
 from aignet.nn import kernels
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,12 +76,8 @@ def main() -> None:
     rows = [measure(int(d), amp, args.batch, args.reps)
             for d in args.depths.split(",") for amp in (False, True)]
     env = [] if kernels.enabled() else ["AIGNET_KERNELS=off"]
-    command = " ".join([*env, "python", "benchmarks/train_speed.py", *sys.argv[1:]])
-    result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
-              "compiled_kernels": kernels.load() is not None,
-              "rows": rows, "command": command}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_benchmark(args.out, rows, args.threads, env,
+                    compiled_kernels=kernels.load() is not None)
 
 
 if __name__ == "__main__":

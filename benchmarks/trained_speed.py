@@ -15,14 +15,13 @@ benchmarks/results/trained_speed_cpu.json. Run on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 from aignet.analysis.evaluation import bench_checkpoint
-from aignet.engine.bench import cpu_name
+from aignet.engine.bench import write_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,16 +40,12 @@ def main() -> None:
     runs = {m: bench_checkpoint(m, data_dir=args.data_dir, images=args.images, reps=args.reps,
                                 progress=lambda msg, m=m: print(f"{m}: {msg}", file=sys.stderr))
             for m in args.models}
-    result = {"torch": torch.__version__, "threads": args.threads, "processor": cpu_name(),
-              "rows": [{"model": m, "batch_size": r["batch_size"],
-                        **{k: r[k] for k in ("images", "execution_rate", "mac_ratio",
-                                             "ideal_ratio", "time_ratio", "speedup",
-                                             "measured_over_ideal", "measured_over_mac_ideal",
-                                             "dense_ms_per_image", "ms_per_image")}}
-                       for m, run in runs.items() for r in run["rows"]],
-              "command": " ".join(["python", "benchmarks/trained_speed.py", *sys.argv[1:]])}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    fields = ("images", "execution_rate", "mac_ratio", "ideal_ratio", "time_ratio", "speedup",
+              "measured_over_ideal", "measured_over_mac_ideal", "dense_ms_per_image",
+              "ms_per_image")
+    rows = [{"model": m, "batch_size": r["batch_size"], **{k: r[k] for k in fields}}
+            for m, run in runs.items() for r in run["rows"]]
+    write_benchmark(args.out, rows, args.threads)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,14 @@ takes every MAC to cost the same time, whatever layer it is in).
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -310,6 +313,19 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def write_benchmark(path: str | Path, rows: list, threads: int, env: Sequence[str] = (),
+                    **extra) -> dict:
+    """Print and write the JSON document of a script under ``benchmarks/``: where it ran
+    (torch, threads, processor, ``extra``), its rows and the command that made it (``env``:
+    environment settings written before it)."""
+    command = [*env, "python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]
+    result = {"torch": torch.__version__, "threads": threads, "processor": cpu_name(), **extra,
+              "rows": rows, "command": " ".join(command)}
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
 
 
 def format_rows(result: dict) -> str:
