@@ -163,6 +163,29 @@ def test_in_place_weight_changes_are_seen_and_replaced_modules_rebuild_the_plan(
     assert not torch.equal(out.logits, before.logits)
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")
+def test_packed_convolutions_follow_in_place_weight_changes():
+    # Channels_last batches of two or more images run oneDNN on weights packed at the first
+    # call (csrc/packed_conv.cpp); an in-place change of a weight must reach them.
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32, shortcut="B"), channels_last=True)
+    aignet.set_gate_mode(fused, inference="all")
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    before = _compiled(fused, x)
+    with torch.no_grad():
+        fused.layer2[0].conv1.weight.mul_(1.5)
+        fused.layer2[0].downsample[0].weight.mul_(0.5)
+    out = _compiled(fused, x)
+    _assert_identical(out, _python(fused, x))
+    assert not torch.equal(out.logits, before.logits)
+    with torch.backends.mkldnn.flags(enabled=False):  # ATen's own kernels then: so do we
+        _assert_identical(_compiled(fused, x), _python(fused, x))
+    kernels.load().set_packed_convolutions(False)  # the A/B switch of benchmarks/packed_conv.py
+    try:
+        _assert_identical(_compiled(fused, x), out)
+    finally:
+        kernels.load().set_packed_convolutions(True)
+
+
 def test_a_copy_runs_its_own_plan():
     fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
     x = torch.randn(4, 3, 32, 32)

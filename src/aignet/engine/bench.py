@@ -161,6 +161,22 @@ def _measure(runners: dict[str, nn.Module], batches: Sequence[Tensor], rates: Se
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def synthetic_models(model_name: str, rate: float, seed: int = 0,
+                     device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, Tensor]:
+    """The synthetic benchmark's pair: gated model ``model_name`` with warmed BatchNorm and gates
+    calibrated to open for ``rate`` of the images, its dense counterpart with the same weights,
+    and the random calibration images (eval mode, not fused)."""
+    torch.manual_seed(seed)
+    gated = create_model(model_name).to(device)
+    size = gated.default_input_size
+    calib = torch.randn(CALIBRATION_IMAGES, gated.in_chans, size, size, device=device)
+    _warm_bn(gated, calib[:128])
+    calibrate_gates(gated, calib, rate, seed)
+    dense = create_model(dense_counterpart(model_name)).to(device)
+    dense.load_state_dict({k: v for k, v in gated.state_dict().items() if GATE_KEY not in k})
+    return gated, dense.eval(), calib
+
+
 def benchmark(model_name: str = "aig_resnet110_cifar", rate: float = 0.6,
               batch_sizes: Sequence[int] = (1, 32, 256), reps: int = 7, warmup: int = 2,
               device: str = "cpu", threads: int | None = None, channels_last: bool = False,
@@ -177,15 +193,9 @@ def benchmark(model_name: str = "aig_resnet110_cifar", rate: float = 0.6,
     check_precision(precision)
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
     dev = torch.device(device)
-    gated = create_model(model_name).to(dev)
+    gated, dense, calib = synthetic_models(model_name, rate, seed, dev)
     size = gated.default_input_size
-    calib = torch.randn(CALIBRATION_IMAGES, gated.in_chans, size, size, device=dev)
-    _warm_bn(gated, calib[:128])
-    calibrate_gates(gated, calib, rate, seed)
-    dense = create_model(dense_counterpart(model_name)).to(dev)
-    dense.load_state_dict({k: v for k, v in gated.state_dict().items() if GATE_KEY not in k})
     profile = profile_macs(gated)
     runners = {"dense": fuse(dense, channels_last), "masked": fuse(gated, channels_last),
                "sparse": fuse(gated, channels_last)}

@@ -20,6 +20,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "whether scatter_merge_ takes (out, shortcut, branch)");
   m.def("scatter_merge_", &aignet::scatter_merge_,
         "out[index[i]] = relu(shortcut[index[i]] + branch[i]) in place (ReLU optional)");
+  m.def("set_packed_convolutions", &aignet::set_packed_convolutions,
+        "let the compiled pass run oneDNN on prepacked weights (default) or always at::conv2d");
   pybind11::class_<aignet::ResNetForward>(m, "ResNetForward",
                                           "the inference forward pass of a fused ResNet")
       .def(pybind11::init<std::vector<at::Tensor>, std::vector<int64_t>>())

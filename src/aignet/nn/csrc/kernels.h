@@ -47,6 +47,25 @@ bool mergeable_rows(const at::Tensor& out, const at::Tensor& shortcut, const at:
 at::Tensor scatter_merge_(at::Tensor out, const at::Tensor& index, const at::Tensor& shortcut,
                           const at::Tensor& branch, bool relu);
 
+// packed_conv.cpp
+// A fused convolution (weight, bias, square stride/padding/dilation) of the compiled pass; its
+// weight is reordered once for oneDNN where at::conv2d would take oneDNN, and it gives what
+// at::conv2d (then ReLU, when `relu`) gives, bitwise.
+struct PackedConv {
+  at::Tensor weight, bias;
+  int64_t stride = 1, padding = 0, dilation = 1, groups = 1;
+  at::Tensor operator()(const at::Tensor& x, bool relu = false) const;
+
+ private:
+  bool packable(const at::Tensor& x) const;
+  mutable at::Tensor packed_;  // made on first use, again when the weight changes
+  mutable int64_t packed_version_ = -1;
+  mutable at::ScalarType packed_dtype_ = at::kFloat;
+};
+
+// Whether PackedConv may pack (default on); off, it always runs at::conv2d (for A/B timing).
+void set_packed_convolutions(bool enabled);
+
 // resnet_forward.cpp
 // The inference forward pass of a fused ResNet, built once from its tensors and a description
 // (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when
@@ -58,10 +77,7 @@ class ResNetForward {
 
  private:
   enum class Shortcut : int64_t { kIdentity = 0, kZeroPad = 1, kProjection = 2 };
-  struct Conv {
-    at::Tensor weight, bias;
-    int64_t stride = 1, padding = 0, dilation = 1, groups = 1;
-  };
+  using Conv = PackedConv;
   struct Block {
     c10::optional<at::ScalarType> cast;  // of the block's input, where the precision changes
     std::vector<Conv> branch;  // ReLU between consecutive convolutions
@@ -72,7 +88,6 @@ class ResNetForward {
     at::Tensor gate_weight_t, gate_bias, gate_vector;
   };
 
-  static at::Tensor conv(const Conv& c, const at::Tensor& x);
   static at::Tensor residual(const Block& b, const at::Tensor& x);
   static at::Tensor shortcut(const Block& b, const at::Tensor& x);
   static at::Tensor dense(const Block& b, const at::Tensor& x);

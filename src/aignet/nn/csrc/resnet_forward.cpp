@@ -8,7 +8,6 @@
 // calls, the gate's dispatch and the per-block branching, about 40 us a block at batch 1, which
 // at batch 1 is as much as a small block's convolutions.
 #include <ATen/ops/adaptive_avg_pool2d.h>
-#include <ATen/ops/conv2d.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/max_pool2d.h>
@@ -75,7 +74,9 @@ ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_
     return tensors_[tensor++];
   };
   auto take_conv = [&]() {
-    Conv c{take(), take()};
+    Conv c;
+    c.weight = take();
+    c.bias = take();
     c.stride = ints.next();
     c.padding = ints.next();
     c.dilation = ints.next();
@@ -114,14 +115,10 @@ ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_
               "ResNetForward: the plan description and its tensors do not match");
 }
 
-at::Tensor ResNetForward::conv(const Conv& c, const at::Tensor& x) {
-  return at::conv2d(x, c.weight, c.bias, {c.stride, c.stride}, {c.padding, c.padding},
-                    {c.dilation, c.dilation}, c.groups);
-}
-
 at::Tensor ResNetForward::residual(const Block& b, const at::Tensor& x) {
-  at::Tensor out = conv(b.branch[0], x);
-  for (size_t j = 1; j < b.branch.size(); ++j) out = conv(b.branch[j], out.relu_());
+  // A ReLU between consecutive convolutions, fused into the first.
+  at::Tensor out = x;
+  for (size_t j = 0; j < b.branch.size(); ++j) out = b.branch[j](out, j + 1 < b.branch.size());
   return out;
 }
 
@@ -133,7 +130,7 @@ at::Tensor ResNetForward::shortcut(const Block& b, const at::Tensor& x) {
       return at::pad(sub, {0, 0, 0, 0, 0, b.pad_channels});
     }
     case Shortcut::kProjection:
-      return conv(b.projection, x);
+      return b.projection(x);
     default:
       return x;
   }
@@ -194,7 +191,7 @@ std::vector<at::Tensor> ResNetForward::forward(const at::Tensor& input,
   if (!runnable(input)) return {};
   TORCH_CHECK(thresholds.size() == blocks_.size(), "ResNetForward: expected ", blocks_.size(),
               " thresholds, got ", thresholds.size());
-  at::Tensor x = conv(stem_, input).relu_();
+  at::Tensor x = stem_(input, true);
   if (pool_kernel_ > 0)
     x = at::max_pool2d(x, {pool_kernel_, pool_kernel_}, {pool_stride_, pool_stride_},
                        {pool_padding_, pool_padding_});
