@@ -4,8 +4,10 @@ At batch 1 a gated block's convolutions take tens of microseconds, and the Pytho
 (module calls, the gate's dispatch, the sparse executor's branches) about as much again, so
 skipping a block saved only part of its time. :func:`aignet.fuse` attaches a
 :class:`CompiledForward` to every fused model; ``model(x)`` then runs stem, blocks and head in
-``csrc/resnet_forward.cpp``, which issues the same ATen operations as the Python path (logits
-and decisions are bitwise the same; ``tests/engine/test_compiled_forward.py``).
+``csrc/resnet_forward.cpp``, which computes what the Python path computes, with the same ATen
+and oneDNN kernels (convolutions of channels_last batches on weights packed once for oneDNN,
+``csrc/packed_conv.cpp``): logits and decisions are bitwise the same
+(``tests/engine/test_compiled_forward.py``).
 
 It runs only where it gives exactly what the Python path would: a CPU batch without autograd
 (``torch.inference_mode`` or ``torch.no_grad``), sparse execution, deterministic (or ``all``)

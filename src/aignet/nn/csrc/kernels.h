@@ -6,6 +6,8 @@
 #include <c10/util/Optional.h>
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace aignet {
@@ -57,10 +59,14 @@ struct PackedConv {
   at::Tensor operator()(const at::Tensor& x, bool relu = false) const;
 
  private:
+  struct Packed {  // made on first use, again when the weight changes
+    std::mutex mutex;  // the plan may run in several threads at once (it releases the GIL)
+    at::Tensor weight;
+    int64_t version = -1;
+  };
   bool packable(const at::Tensor& x) const;
-  mutable at::Tensor packed_;  // made on first use, again when the weight changes
-  mutable int64_t packed_version_ = -1;
-  mutable at::ScalarType packed_dtype_ = at::kFloat;
+  at::Tensor packed(const at::Tensor& x) const;
+  std::shared_ptr<Packed> packed_ = std::make_shared<Packed>();
 };
 
 // Whether PackedConv may pack (default on); off, it always runs at::conv2d (for A/B timing).

@@ -63,23 +63,26 @@ bool PackedConv::packable(const at::Tensor& x) const {
   return stride > 1 || dilation > 1 || x.size(0) >= 16 || !one_by_one || at::get_num_threads() > 1;
 }
 
+at::Tensor PackedConv::packed(const at::Tensor& x) const {
+  // The model's weight is held by reference: an in-place change (load_state_dict) bumps its
+  // version, and the packed copy is made again.
+  std::lock_guard<std::mutex> lock(packed_->mutex);
+  if (!packed_->weight.defined() || packed_->version != weight._version()) {
+    packed_->weight = at::mkldnn_reorder_conv2d_weight(
+        weight.contiguous().to_mkldnn(), {padding, padding}, {stride, stride},
+        {dilation, dilation}, groups, x.sizes());
+    packed_->version = weight._version();
+  }
+  return packed_->weight;
+}
+
 at::Tensor PackedConv::operator()(const at::Tensor& x, bool relu) const {
   if (!packable(x)) {
     at::Tensor out = at::conv2d(x, weight, bias, {stride, stride}, {padding, padding},
                                 {dilation, dilation}, groups);
     return relu ? out.relu_() : out;
   }
-  // The model's weight is held by reference: an in-place change (load_state_dict) bumps its
-  // version, and the packed copy is made again.
-  if (!packed_.defined() || packed_version_ != weight._version() ||
-      packed_dtype_ != weight.scalar_type()) {
-    packed_ = at::mkldnn_reorder_conv2d_weight(weight.contiguous().to_mkldnn(), {padding, padding},
-                                               {stride, stride}, {dilation, dilation}, groups,
-                                               x.sizes());
-    packed_version_ = weight._version();
-    packed_dtype_ = weight.scalar_type();
-  }
-  torch::jit::Stack stack{x, packed_, bias,
+  torch::jit::Stack stack{x, packed(x), bias,
                           std::vector<int64_t>{padding, padding},
                           std::vector<int64_t>{stride, stride},
                           std::vector<int64_t>{dilation, dilation}, groups,

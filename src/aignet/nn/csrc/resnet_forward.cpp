@@ -1,12 +1,13 @@
 // The inference forward pass of a fused aignet ResNet (aignet.engine.compiled_forward) in one
 // call: stem, every residual block with real skipping, head.
 //
-// It issues exactly the operations of the Python path (ResNet.forward, ResidualBlock and
-// aignet.nn.executor.sparse_block_forward for a fused model under inference mode: ATen's, and
-// aignet's gate and row kernels), so logits
-// and decisions are bitwise the same; what it removes is the Python between them: module
-// calls, the gate's dispatch and the per-block branching, about 40 us a block at batch 1, which
-// at batch 1 is as much as a small block's convolutions.
+// It computes exactly what the Python path computes (ResNet.forward, ResidualBlock and
+// aignet.nn.executor.sparse_block_forward for a fused model under inference mode): ATen's ops,
+// aignet's gate and row kernels, and convolutions that run at::conv2d's oneDNN primitive on
+// weights packed once (packed_conv.cpp), so logits and decisions are bitwise the same. What it
+// removes is the Python between them (module calls, the gate's dispatch and the per-block
+// branching, about 40 us a block at batch 1, as much as a small block's convolutions) and the
+// reorder of every convolution's weight at every call.
 #include <ATen/ops/adaptive_avg_pool2d.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/linear.h>
