@@ -1,6 +1,7 @@
 """The compiled inference pass of a fused model gives bitwise what the Python path gives."""
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -184,6 +185,20 @@ def test_packed_convolutions_follow_in_place_weight_changes():
         _assert_identical(_compiled(fused, x), out)
     finally:
         kernels.load().set_packed_convolutions(True)
+
+
+def test_concurrent_calls_give_what_one_call_gives():
+    # The plan runs without the GIL; threads that first reach a convolution together pack its
+    # weight once (a mutex per convolution) and all get the reference result.
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32), channels_last=True)
+    aignet.set_gate_mode(fused, inference="deterministic", threshold=0.5)
+    xs = [torch.randn(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+          for _ in range(4)]
+    expected = [_python(fused, x) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda x: _compiled(fused, x), xs * 3))
+    for out, ref in zip(outs, expected * 3, strict=True):
+        _assert_identical(out, ref)
 
 
 def test_a_copy_runs_its_own_plan():
