@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
 #include <c10/util/Optional.h>
 
 #include <cstdint>
@@ -61,11 +62,11 @@ struct PackedConv {
  private:
   struct Packed {  // made on first use, again when the weight changes
     std::mutex mutex;  // the plan may run in several threads at once (it releases the GIL)
-    at::Tensor weight;
+    std::vector<c10::IValue> args;  // the packed op's arguments but the input and the ReLU
     int64_t version = -1;
   };
   bool packable(const at::Tensor& x) const;
-  at::Tensor packed(const at::Tensor& x) const;
+  std::vector<c10::IValue> packed_args(const at::Tensor& x) const;
   std::shared_ptr<Packed> packed_ = std::make_shared<Packed>();
 };
 

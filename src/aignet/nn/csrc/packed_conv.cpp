@@ -63,17 +63,23 @@ bool PackedConv::packable(const at::Tensor& x) const {
   return stride > 1 || dilation > 1 || x.size(0) >= 16 || !one_by_one || at::get_num_threads() > 1;
 }
 
-at::Tensor PackedConv::packed(const at::Tensor& x) const {
+std::vector<c10::IValue> PackedConv::packed_args(const at::Tensor& x) const {
   // The model's weight is held by reference: an in-place change (load_state_dict) bumps its
-  // version, and the packed copy is made again.
+  // version, and the packed copy is made again. The other arguments are made once with it, so
+  // a call only copies handles.
   std::lock_guard<std::mutex> lock(packed_->mutex);
-  if (!packed_->weight.defined() || packed_->version != weight._version()) {
-    packed_->weight = at::mkldnn_reorder_conv2d_weight(
+  if (packed_->args.empty() || packed_->version != weight._version()) {
+    at::Tensor packed = at::mkldnn_reorder_conv2d_weight(
         weight.contiguous().to_mkldnn(), {padding, padding}, {stride, stride},
         {dilation, dilation}, groups, x.sizes());
+    packed_->args = {c10::IValue(), packed, bias,
+                     std::vector<int64_t>{padding, padding},
+                     std::vector<int64_t>{stride, stride},
+                     std::vector<int64_t>{dilation, dilation}, groups, c10::IValue(),
+                     c10::List<std::optional<at::Scalar>>(), c10::IValue(std::string())};
     packed_->version = weight._version();
   }
-  return packed_->weight;
+  return packed_->args;
 }
 
 at::Tensor PackedConv::operator()(const at::Tensor& x, bool relu) const {
@@ -82,12 +88,10 @@ at::Tensor PackedConv::operator()(const at::Tensor& x, bool relu) const {
                                 {dilation, dilation}, groups);
     return relu ? out.relu_() : out;
   }
-  torch::jit::Stack stack{x, packed(x), bias,
-                          std::vector<int64_t>{padding, padding},
-                          std::vector<int64_t>{stride, stride},
-                          std::vector<int64_t>{dilation, dilation}, groups,
-                          std::string(relu ? "relu" : "none"),
-                          c10::List<std::optional<at::Scalar>>(), c10::IValue(std::string())};
+  static const c10::IValue kRelu(std::string("relu")), kNone(std::string("none"));
+  torch::jit::Stack stack = packed_args(x);
+  stack[0] = x;
+  stack[7] = relu ? kRelu : kNone;
   pointwise_op()->callBoxed(&stack);
   return stack.at(0).toTensor();
 }
