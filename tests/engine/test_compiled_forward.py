@@ -102,7 +102,55 @@ def test_thresholds_are_read_at_each_call():
     assert rates[0] > rates[1]
 
 
-@pytest.mark.parametrize("change", ["grad", "masked", "stochastic", "int8", "kernels_off"])
+def _int8_model(keep_float=("layer1",), channels_last=True):
+    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32, shortcut="B"),
+                        channels_last=channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    calibration = [torch.randn(32, 3, 32, 32).contiguous(memory_format=fmt) for _ in range(2)]
+    return to_precision(fused, "int8", calibration, keep_float=keep_float)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+@pytest.mark.parametrize("keep_float", [("layer1",), ()])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_int8_model_is_bitwise_the_python_path(keep_float, channels_last, batch):
+    fused = _int8_model(keep_float, channels_last)
+    quantized = [n for n, m in fused.named_modules() if type(m) is torch.ao.nn.quantized.Conv2d]
+    assert len(quantized) >= 8, "too few branches were quantized for the test to mean much"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    partial = False
+    for threshold in (0.3, 0.5, 0.8):
+        aignet.set_gate_mode(fused, inference="deterministic", threshold=threshold)
+        x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=fmt)
+        out = _compiled(fused, x)
+        _assert_identical(out, _python(fused, x))
+        partial |= bool(((out.gates == 0).any(0) & (out.gates != 0).any(0)).any())
+    assert partial or batch == 1, "no block had both open and closed images"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_int8_plan_follows_new_packed_weights_scales_and_zero_points():
+    # load_state_dict replaces an int8 convolution's packed weight and assigns its scale and
+    # zero point (plain attributes), and changes the Quantize buffers in place.
+    fused = _int8_model()
+    aignet.set_gate_mode(fused, inference="all")
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    before = _compiled(fused, x)
+    state = fused.state_dict()
+    state["layer2.1.conv1.0.scale"] = state["layer2.1.conv1.0.scale"] * 1.5
+    state["layer2.1.conv1.1.scale"] = state["layer2.1.conv1.1.scale"] * 0.5
+    state["layer3.0.conv2.0.weight"] = torch.quantize_per_channel(
+        state["layer3.0.conv2.0.weight"].dequantize().neg(),
+        state["layer3.0.conv2.0.weight"].q_per_channel_scales(),
+        state["layer3.0.conv2.0.weight"].q_per_channel_zero_points(), 0, torch.qint8)
+    fused.load_state_dict(state)
+    out = _compiled(fused, x)
+    _assert_identical(out, _python(fused, x))
+    assert not torch.equal(out.logits, before.logits)
+
+
+@pytest.mark.parametrize("change", ["grad", "masked", "stochastic", "kernels_off"])
 def test_declines_what_only_the_python_path_does(change, monkeypatch):
     fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32))
     x = torch.randn(2, 3, 32, 32)
@@ -110,8 +158,6 @@ def test_declines_what_only_the_python_path_does(change, monkeypatch):
         aignet.set_execution(fused, "masked")
     elif change == "stochastic":
         aignet.set_gate_mode(fused, inference="stochastic")
-    elif change == "int8":
-        to_precision(fused, "int8", [torch.randn(16, 3, 32, 32)])
     elif change == "kernels_off":
         monkeypatch.setattr(kernels, "load", lambda: None)
     context = torch.enable_grad() if change == "grad" else torch.inference_mode()

@@ -12,11 +12,13 @@ and oneDNN kernels (convolutions of channels_last batches on weights packed once
 It runs only where it gives exactly what the Python path would: a CPU batch without autograd
 (``torch.inference_mode`` or ``torch.no_grad``), sparse execution, deterministic (or ``all``)
 gates, plain post-activation blocks of fused convolutions in float32 or bfloat16 (the casts
-between them of :func:`~aignet.engine.quantize.to_bfloat16` included), no other hooks, and the
-compiled kernels available (``AIGNET_KERNELS=off`` turns it off with them). Anything else,
-int8 models among them, runs the Python path. The plan holds the model's tensors by reference:
-in-place changes (``load_state_dict``) are seen; replacing a module, parameter or buffer, or
-adding or removing a hook, rebuilds it; a change of dtype or device makes it step aside.
+between them of :func:`~aignet.engine.quantize.to_bfloat16` included) or int8 branches of
+:func:`~aignet.engine.quantize.quantize_branches` (``csrc/quantized_branch.cpp``), no other
+hooks, and the compiled kernels available (``AIGNET_KERNELS=off`` turns it off with them).
+Anything else runs the Python path. The plan holds the model's tensors by reference: in-place
+changes (``load_state_dict``) are seen; replacing a module, parameter or buffer, or an int8
+convolution's packed weight, scale or zero point, or adding or removing a hook, rebuilds it; a
+change of dtype or device makes it step aside.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import math
 from typing import Any
 
 import torch
+import torch.ao.nn.quantized as nnq
 from torch import Tensor, nn
 
 from aignet.engine.fused_gate import FusedGate
@@ -37,6 +40,7 @@ from aignet.nn.blocks import BasicBlock, Bottleneck, ResidualBlock, ZeroPadShort
 from aignet.nn.gates import threshold_logit
 
 _IDENTITY, _ZERO_PAD, _PROJECTION = 0, 1, 2
+_FLOAT, _INT8 = 0, 1  # branch kinds
 _CASTS = {torch.float32: 1, torch.bfloat16: 2}  # dtype -> code (0: no cast)
 _ALL = math.nan  # a threshold the plan reads as "run the block, do not ask the gate"
 _threshold_logit = functools.cache(threshold_logit)
@@ -71,6 +75,7 @@ class CompiledForward:
         self.model = model
         self._plan: Any = None
         self._plan_key: tuple | None = None  # (registration generation, kernels module)
+        self._int8: list[tuple] = []  # _int8_state when the plan was built
 
     def __deepcopy__(self, memo: dict) -> CompiledForward:
         # The compiled plan cannot be copied; the copy builds its own on first use.
@@ -94,9 +99,11 @@ class CompiledForward:
 
     def _current_plan(self, compiled: Any) -> Any:
         """The plan of the model as it is now (None if it cannot have one)."""
-        if self._plan_key != (_generation[0], id(compiled)) or self._hooks_changed():
+        if self._plan_key != (_generation[0], id(compiled)) or self._hooks_changed() \
+                or self._int8_changed():
             _watch_registrations()
             self._watch_hooks()
+            self._int8 = _int8_state(self.model)
             self._blocks = [(block, block.gate) for block in self.model.blocks()]
             try:
                 self._plan = compiled.ResNetForward(*_describe(self.model, self._blocks))
@@ -115,6 +122,10 @@ class CompiledForward:
     def _hooks_changed(self) -> bool:
         # Two C-level passes over ~700 dicts: a few microseconds a call.
         return any(self._empty_hooks) or list(map(len, self._hooks)) != self._hook_counts
+
+    def _int8_changed(self) -> bool:
+        return any(m._packed_params is not p or m.scale != s or m.zero_point != z
+                   for m, p, s, z in self._int8)
 
     def _thresholds(self) -> list[float] | None:
         """Per block the gate's margin threshold (NaN: run it), or None if a mode needs Python."""
@@ -170,10 +181,15 @@ def _block(block: ResidualBlock, tensors: list[Tensor], spec: list[int]) -> None
         raise _UnsupportedError
     spec.append(_cast(block))
     _no_hooks(*list(block.modules())[1:])
-    spec.append(len(block.conv_bn_pairs))
-    for conv, bn in block.conv_bn_pairs:
-        _conv(getattr(block, conv), tensors, spec)
+    for _, bn in block.conv_bn_pairs:
         _identity(getattr(block, bn))
+    convs = [getattr(block, conv) for conv, _ in block.conv_bn_pairs]
+    if isinstance(convs[0], nn.Sequential):  # quantized by aignet.engine.quantize
+        _int8_branch(convs, tensors, spec)
+    else:
+        spec += [_FLOAT, len(convs)]
+        for conv in convs:
+            _conv(conv, tensors, spec)
     ds = block.downsample
     if ds is None:
         spec.append(_IDENTITY)
@@ -205,6 +221,38 @@ def _conv(conv: nn.Module, tensors: list[Tensor], spec: list[int]) -> None:
         raise _UnsupportedError
     tensors += [conv.weight, conv.bias]
     spec += [conv.stride[0], conv.padding[0], conv.dilation[0], conv.groups]
+
+
+def _int8_branch(convs: list[nn.Module], tensors: list[Tensor], spec: list[int]) -> None:
+    """A branch :func:`~aignet.engine.quantize.quantize_branches` converted: ``(Quantize,
+    conv)``, the convolutions between, ``(conv, DeQuantize)``."""
+    first, last = convs[0], convs[-1]
+    if len(convs) < 2 or not isinstance(last, nn.Sequential) or len(first) != 2 \
+            or len(last) != 2 or type(first[0]) is not nnq.Quantize \
+            or type(last[1]) is not nnq.DeQuantize or first[0].dtype != torch.quint8:
+        raise _UnsupportedError
+    qconvs = [first[1], *convs[1:-1], last[0]]
+    quantize = first[0]
+    spec += [_INT8, len(qconvs)]
+    tensors += [quantize.scale, quantize.zero_point]
+    for conv in qconvs:
+        if type(conv) is not nnq.Conv2d or conv.padding_mode != "zeros":
+            raise _UnsupportedError
+        params = (conv.stride, conv.padding, conv.dilation)
+        if any(p[0] != p[1] for p in params):
+            raise _UnsupportedError
+        weight, bias = conv._weight_bias()
+        tensors += [weight, bias, torch.tensor(conv.scale, dtype=torch.float64)]
+        spec += [conv.stride[0], conv.padding[0], conv.dilation[0], conv.groups,
+                 int(conv.zero_point)]
+
+
+def _int8_state(model: nn.Module) -> list[tuple]:
+    """What a plan copies from the model's int8 convolutions: their packed weights (replaced,
+    not changed in place, by ``load_state_dict``), output scales and zero points (plain
+    attributes, which no registration hook sees change)."""
+    return [(m, m._packed_params, m.scale, m.zero_point)
+            for m in model.modules() if type(m) is nnq.Conv2d]
 
 
 def _cast(module: nn.Module) -> int:

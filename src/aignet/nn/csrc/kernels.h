@@ -73,6 +73,27 @@ struct PackedConv {
 // Whether PackedConv may pack (default on); off, it always runs at::conv2d (for A/B timing).
 void set_packed_convolutions(bool enabled);
 
+// quantized_branch.cpp
+// An int8 convolution of the compiled pass: the quantized::conv2d of torch.ao.nn.quantized.Conv2d
+// on a weight packed by quantized::conv2d_prepack, with the module's output scale and zero point.
+struct QuantizedConv {
+  QuantizedConv(const at::Tensor& qweight, const at::Tensor& bias, int64_t stride, int64_t padding,
+                int64_t dilation, int64_t groups, double output_scale, int64_t output_zero_point);
+  at::Tensor operator()(const at::Tensor& qx) const;
+  c10::IValue packed;  // the Conv2dPackedParamsBase
+  double scale;
+  int64_t zero_point;
+};
+
+// An int8 residual branch (aignet.engine.quantize): quantize a float32 map with the Quantize
+// module's scale and zero point (float32 and int64 scalar tensors, held by reference), the
+// convolutions with a ReLU between consecutive ones, dequantize.
+struct QuantizedBranch {
+  at::Tensor input_scale, input_zero_point;
+  std::vector<QuantizedConv> convs;
+  at::Tensor operator()(const at::Tensor& x) const;
+};
+
 // resnet_forward.cpp
 // The inference forward pass of a fused ResNet, built once from its tensors and a description
 // (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when
@@ -88,6 +109,7 @@ class ResNetForward {
   struct Block {
     c10::optional<at::ScalarType> cast;  // of the block's input, where the precision changes
     std::vector<Conv> branch;  // ReLU between consecutive convolutions
+    std::shared_ptr<const QuantizedBranch> int8;  // set: the branch runs this instead
     Shortcut shortcut = Shortcut::kIdentity;
     int64_t pad_stride = 1, pad_channels = 0;
     Conv projection;

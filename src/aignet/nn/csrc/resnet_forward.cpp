@@ -4,7 +4,8 @@
 // It computes exactly what the Python path computes (ResNet.forward, ResidualBlock and
 // aignet.nn.executor.sparse_block_forward for a fused model under inference mode): ATen's ops,
 // aignet's gate and row kernels, and convolutions that run at::conv2d's oneDNN primitive on
-// weights packed once (packed_conv.cpp), so logits and decisions are bitwise the same. What it
+// weights packed once (packed_conv.cpp) or int8 branches of PyTorch's quantized operators
+// (quantized_branch.cpp), so logits and decisions are bitwise the same. What it
 // removes is the Python between them (module calls, the gate's dispatch and the per-block
 // branching, about 40 us a block at batch 1, as much as a small block's convolutions) and the
 // reorder of every convolution's weight at every call.
@@ -92,8 +93,30 @@ ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_
   for (int64_t i = 0; i < num_blocks; ++i) {
     Block b;
     b.cast = take_cast();
+    const int64_t kind = ints.next();  // 0: float convolutions, 1: an int8 branch
+    TORCH_CHECK(kind == 0 || kind == 1, "ResNetForward: unknown branch kind ", kind);
     const int64_t convs = ints.next();
-    for (int64_t j = 0; j < convs; ++j) b.branch.push_back(take_conv());
+    if (kind == 0) {
+      for (int64_t j = 0; j < convs; ++j) b.branch.push_back(take_conv());
+    } else {
+      auto q = std::make_shared<QuantizedBranch>();
+      q->input_scale = take();
+      q->input_zero_point = take();
+      TORCH_CHECK(q->input_scale.scalar_type() == at::kFloat && q->input_scale.numel() == 1 &&
+                      q->input_zero_point.scalar_type() == at::kLong &&
+                      q->input_zero_point.numel() == 1,
+                  "ResNetForward: an int8 branch's input scale and zero point must be a float32 "
+                  "and an int64 scalar");
+      for (int64_t j = 0; j < convs; ++j) {
+        const at::Tensor& qweight = take();
+        const at::Tensor& bias = take();
+        const double scale = take().item<double>();
+        const int64_t stride = ints.next(), padding = ints.next(), dilation = ints.next();
+        const int64_t groups = ints.next(), zero_point = ints.next();
+        q->convs.emplace_back(qweight, bias, stride, padding, dilation, groups, scale, zero_point);
+      }
+      b.int8 = std::move(q);
+    }
     b.shortcut = static_cast<Shortcut>(ints.next());
     if (b.shortcut == Shortcut::kZeroPad) {
       b.pad_stride = ints.next();
@@ -117,6 +140,7 @@ ResNetForward::ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_
 }
 
 at::Tensor ResNetForward::residual(const Block& b, const at::Tensor& x) {
+  if (b.int8) return (*b.int8)(x);
   // A ReLU between consecutive convolutions, fused into the first.
   at::Tensor out = x;
   for (size_t j = 0; j < b.branch.size(); ++j) out = b.branch[j](out, j + 1 < b.branch.size());
