@@ -222,6 +222,35 @@ def test_fine_tune_with_distillation_and_target_warmup(data_dir, tmp_path):
     assert total_epochs(ckpt["config"]) == 3  # the dense epoch counts
 
 
+def test_frozen_network_trains_only_the_gates(data_dir, tmp_path, capsys):
+    dense = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
+                                                     "model.target_rates": "null",
+                                                     "train.epochs": 1}))
+    train(dense, tmp_path / "dense")
+    start = str(tmp_path / "dense" / "last.pt")
+    config = load_config(None, _overrides(data_dir, **{
+        "train.epochs": 2, "model.init_from": start, "train.freeze_network": "true"}))
+    train(config, tmp_path / "aig")
+    before = load_checkpoint(start)["model"]
+    after = load_checkpoint(tmp_path / "aig" / "last.pt")["model"]
+    # Weights and BatchNorm statistics of the network, counters included, are the dense run's.
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    log = [json.loads(line) for line in (tmp_path / "aig" / "log.jsonl").read_text().splitlines()]
+    assert len(log[-1]["lr"]) == 1  # one parameter group: the gates
+    assert sum(log[-1]["train_layer_rates"]) < sum(log[0]["train_layer_rates"])  # they learned
+    (tmp_path / "none.yaml").write_text("{}\n")
+    argv = ["train", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "bad")]
+    capsys.readouterr()
+    for item in _overrides(data_dir, **{"model.name": "resnet20_cifar",
+                                        "model.target_rates": "null",
+                                        "train.freeze_network": "true"}):
+        argv += ["--set", item]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has none" in err, err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("override, message", [
     ("loss.distill_weight=1.5", "loss.distill_weight must be in"),
     ("loss.distill_temperature=0", "loss.distill_temperature must be > 0"),

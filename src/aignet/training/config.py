@@ -113,6 +113,9 @@ class TrainConfig:
     eval_mode: str = "deterministic"
     eval_threshold: float = 0.5
     threads: int | None = None
+    # Train only the gates: the network's weights get no gradient and its BatchNorms keep their
+    # running statistics (eval mode), as for gates added to a converged network.
+    freeze_network: bool = False
     tensorboard: bool = False  # also log to OUT/tensorboard/ (the tensorboard extra)
 
 

@@ -13,15 +13,15 @@ from aignet.training.config import OptimConfig
 
 
 def parameter_groups(model: nn.Module, lr: float, gate_lr_factor: float) -> list[dict]:
-    """Gate parameters (``*.gate.*``) at ``lr * gate_lr_factor``, everything else at ``lr``."""
+    """Gate parameters (``*.gate.*``) at ``lr * gate_lr_factor``, everything else at ``lr``;
+    parameters that need no gradient are left out."""
     gates, rest = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (gates if GATE_KEY in f".{name}" else rest).append(param)
-    groups = [{"params": rest, "lr": lr, "name": "network"}]
-    if gates:
-        groups.append({"params": gates, "lr": lr * gate_lr_factor, "name": "gates"})
-    return groups
+    groups = [{"params": rest, "lr": lr, "name": "network"},
+              {"params": gates, "lr": lr * gate_lr_factor, "name": "gates"}]
+    return [g for g in groups if g["params"]]  # a frozen network or a model without gates
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:

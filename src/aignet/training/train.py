@@ -141,6 +141,8 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
     if config.model.init_from and not resume:
         init_weights(model, config.model.init_from)
     model = model.to(info.device)
+    if config.train.freeze_network:
+        freeze_network(model)
     set_gate_mode(model, train=config.loss.gate_mode, tau=config.loss.tau,
                   inference=config.train.eval_mode, threshold=config.train.eval_threshold)
     if config.train.channels_last:
@@ -169,6 +171,25 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
     if config.train.tensorboard and info.is_main:
         run.tensorboard = TensorBoardLog(out)
     return run
+
+
+def freeze_network(model: nn.Module) -> None:
+    """Leave only the gates' parameters trainable (``train.freeze_network``)."""
+    gates = [p for name, p in model.named_parameters() if GATE_KEY in f".{name}"]
+    if not gates:
+        raise ValueError("train.freeze_network trains only the gates, and this model has none; "
+                         "use an AIG model (aig_*) or drop the setting")
+    for name, param in model.named_parameters():
+        param.requires_grad_(GATE_KEY in f".{name}")
+
+
+def set_train_mode(run: Run) -> None:
+    """Training mode, but a frozen network's BatchNorms outside the gates stay in eval mode."""
+    run.ddp.train()
+    if run.config.train.freeze_network:
+        for name, module in run.model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and GATE_KEY not in f".{name}.":
+                module.eval()
 
 
 def train(config: Config, out: str | Path, resume: bool = False,
@@ -246,7 +267,7 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 def train_one_epoch(run: Run, epoch: int) -> dict:
     """One pass over the training data, from ``run.state.step_in_epoch``."""
     cfg, model = run.config, run.ddp
-    model.train()
+    set_train_mode(run)
     loader = run.data.train
     totals = torch.zeros(7, dtype=torch.float64)  # images, loss, ce, tr, top1, top5, kd
     rate_sum = torch.zeros(run.model.num_blocks, dtype=torch.float64)
@@ -320,7 +341,7 @@ def validate(run: Run, profile) -> dict:
     summary, _ = evaluate(run.model, run.data.val.iter_from(0), profile,
                           gates_evaluated=evaluates_gates(mode), info=run.info,
                           total=len(run.data.val), label="validation")
-    run.model.train()
+    set_train_mode(run)
     return {"val_" + k: v for k, v in summary.items()}
 
 
