@@ -233,13 +233,19 @@ def test_packed_convolutions_follow_in_place_weight_changes():
         kernels.load().set_packed_convolutions(True)
 
 
-def test_concurrent_calls_give_what_one_call_gives():
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_concurrent_calls_give_what_one_call_gives(precision):
     # The plan runs without the GIL; threads that first reach a convolution together pack its
-    # weight once (a mutex per convolution) and all get the reference result.
-    fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32), channels_last=True)
+    # weight once (a mutex per convolution) and all get the reference result, also for int8
+    # branches and sub-batches of different sizes.
+    if precision == "int8":
+        fused = _int8_model(keep_float=())
+    else:
+        fused = aignet.fuse(warmed_model("aig_resnet20_cifar", 32), channels_last=True)
     aignet.set_gate_mode(fused, inference="deterministic", threshold=0.5)
-    xs = [torch.randn(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-          for _ in range(4)]
+    xs = [torch.randn(n, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+          for n in (6, 5, 1, 8)]
     expected = [_python(fused, x) for x in xs]
     with ThreadPoolExecutor(4) as pool:
         outs = list(pool.map(lambda x: _compiled(fused, x), xs * 3))
