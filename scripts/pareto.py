@@ -49,12 +49,20 @@ def point(path: str, kind: str, threshold: float | None, data_dir: str | None,
     r = evaluate_checkpoint(path, data_dir=data_dir, threshold=threshold or 0.5)
     entry = shipped_entry(path)
     epochs = entry["train_epochs"] if entry else total_epochs(load_checkpoint(path)["config"])
-    weight_file = (str((WEIGHTS_DIR / path.split("/")[1] / entry["file"]).relative_to(ROOT))
-                   if entry else weights.get(portable(path)))
     return {"model": r["model"], "kind": kind, "threshold": threshold,
             "top1_error": r["top1_error"], "macs_mean": r["macs_mean"],
             "images_per_s": r["images_per_s"], "train_epochs": epochs,
-            "test_images": r["images"], "weights": weight_file, "checkpoint": portable(path)}
+            "test_images": r["images"], "weights": weight_file(path, weights),
+            "checkpoint": portable(path)}
+
+
+def weight_file(path: str, weights: dict[str, str]) -> str | None:
+    """The file in the repo holding a point's weights: shipped weights named MODEL/TAG, or a
+    run's entry in the ``--weights`` manifest (None: not shipped)."""
+    entry = shipped_entry(path)
+    if entry:
+        return str((WEIGHTS_DIR / path.split("/")[1] / entry["file"]).relative_to(ROOT))
+    return weights.get(portable(path))
 
 
 def measure_throughput(points: list[dict], paths: dict[str, str], data_dir: str | None,
@@ -221,7 +229,7 @@ def main() -> None:
         key = (portable(str(path)), threshold)
         if key not in known:
             return point(path, kind, threshold, args.data_dir, weights)
-        return known[key] | {"weights": weights.get(key[0])}  # what is shipped may change
+        return known[key] | {"weights": weight_file(str(path), weights)}  # shipped may change
 
     torch.set_num_threads(args.threads)
     points = [measured(p, "dense", None) for p in args.dense]

@@ -53,3 +53,12 @@ def test_shipped_weights_are_named_as_such_and_paths_portably(tmp_path):
     assert pareto.portable(str(run)) == "runs/aig32/last.pt"
     assert pareto.run_label("runs/aig32/last.pt") == "aig32"
     assert pareto.run_label(name) == name
+
+
+def test_weight_files_of_shipped_weights_and_manifest_runs():
+    # A point reused from an earlier --out keeps the file of its shipped weights.
+    shipped = pareto.weight_file("resnet20_cifar/cifar10", {})
+    assert shipped.startswith("src/aignet/models/weights/") and shipped.endswith(".safetensors")
+    manifest = {"runs/aig32/last.pt": "weights/aig32.safetensors"}
+    assert pareto.weight_file("runs/aig32/last.pt", manifest) == "weights/aig32.safetensors"
+    assert pareto.weight_file("runs/other/last.pt", manifest) is None
