@@ -152,22 +152,27 @@ def test_eval_rejects_non_checkpoints(tmp_path, capsys):
     assert "cannot load checkpoint" in capsys.readouterr().err
 
 
+def _dense_run(data_dir, tmp_path) -> str:
+    """A one-epoch dense ResNet-20 run in tmp_path/dense; its last.pt."""
+    dense = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
+                                                     "model.target_rates": "null",
+                                                     "train.epochs": 1}))
+    train(dense, tmp_path / "dense")
+    return str(tmp_path / "dense" / "last.pt")
+
+
 def test_init_from_a_dense_checkpoint(data_dir, tmp_path):
     from aignet.models.registry import create_model
     from aignet.training.train import init_weights
 
-    dense_cfg = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
-                                                         "model.target_rates": "null",
-                                                         "train.epochs": 1}))
-    train(dense_cfg, tmp_path / "dense")
-    dense = load_checkpoint(tmp_path / "dense" / "last.pt")["model"]
+    source = _dense_run(data_dir, tmp_path)
+    dense = load_checkpoint(source)["model"]
     aig = create_model("aig_resnet20_cifar", in_chans=1)
-    gate_keys = init_weights(aig, str(tmp_path / "dense" / "last.pt"))
+    gate_keys = init_weights(aig, source)
     assert gate_keys and all(".gate." in k for k in gate_keys)
     assert all(torch.equal(aig.state_dict()[k], v) for k, v in dense.items())
     with pytest.raises(ValueError, match="lacks .* non-gate keys"):
-        init_weights(create_model("aig_resnet32_cifar", in_chans=1),
-                     str(tmp_path / "dense" / "last.pt"))
+        init_weights(create_model("aig_resnet32_cifar", in_chans=1), source)
 
 
 def test_init_from_a_gated_checkpoint_keeps_its_gates(tmp_path):
@@ -202,11 +207,7 @@ def test_init_from_shipped_weights_by_name():
 
 
 def test_fine_tune_with_distillation_and_target_warmup(data_dir, tmp_path):
-    dense = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
-                                                     "model.target_rates": "null",
-                                                     "train.epochs": 1}))
-    train(dense, tmp_path / "dense")
-    teacher = str(tmp_path / "dense" / "last.pt")
+    teacher = _dense_run(data_dir, tmp_path)
     config = load_config(None, _overrides(data_dir, **{
         "train.epochs": 2, "model.init_from": teacher, "loss.distill_from": teacher,
         "loss.target_warmup_epochs": 2}))
@@ -223,11 +224,7 @@ def test_fine_tune_with_distillation_and_target_warmup(data_dir, tmp_path):
 
 
 def test_frozen_network_trains_only_the_gates(data_dir, tmp_path, capsys):
-    dense = load_config(None, _overrides(data_dir, **{"model.name": "resnet20_cifar",
-                                                     "model.target_rates": "null",
-                                                     "train.epochs": 1}))
-    train(dense, tmp_path / "dense")
-    start = str(tmp_path / "dense" / "last.pt")
+    start = _dense_run(data_dir, tmp_path)
     config = load_config(None, _overrides(data_dir, **{
         "train.epochs": 2, "model.init_from": start, "train.freeze_network": "true"}))
     train(config, tmp_path / "aig")

@@ -175,12 +175,12 @@ def setup_run(config: Config, out: Path, resume: bool) -> Run:
 
 def freeze_network(model: nn.Module) -> None:
     """Leave only the gates' parameters trainable (``train.freeze_network``)."""
-    gates = [p for name, p in model.named_parameters() if GATE_KEY in f".{name}"]
-    if not gates:
+    is_gate = {name: GATE_KEY in f".{name}" for name, _ in model.named_parameters()}
+    if not any(is_gate.values()):
         raise ValueError("train.freeze_network trains only the gates, and this model has none; "
                          "use an AIG model (aig_*) or drop the setting")
     for name, param in model.named_parameters():
-        param.requires_grad_(GATE_KEY in f".{name}")
+        param.requires_grad_(is_gate[name])
 
 
 def set_train_mode(run: Run) -> None:
