@@ -92,6 +92,91 @@ float backward_segment(const T* grad, const T* out, const T* r, float g, const f
   return dot;
 }
 
+#ifdef __AVX2__
+// A whole channels-last row of P positions with C = 8 * kVecs channels, the per-channel sums
+// (forward) and the gate's dot product (backward) held in registers: the segment functions above
+// keep them in memory and reduce every 8 lanes at each position, which makes the narrow CIFAR
+// maps (16-64 channels) compute-bound. The sums run over the positions in the same order, so
+// the mean is bitwise the segment path's.
+template <int kVecs, typename T>
+void forward_row_cl(const T* s, const T* r, float g, T* out, int64_t positions, float* mean) {
+  const __m256 vg = _mm256_set1_ps(g), zero = _mm256_setzero_ps();
+  __m256 acc[kVecs];
+  for (int v = 0; v < kVecs; ++v) acc[v] = zero;
+  for (int64_t p = 0; p < positions; ++p) {
+    const int64_t o = p * kVecs * kLanes;
+    for (int v = 0; v < kVecs; ++v) {
+      const int64_t i = o + v * kLanes;
+      const __m256 x = _mm256_max_ps(zero, _mm256_fmadd_ps(vg, load8(r + i), load8(s + i)));
+      store8(out + i, x);
+      acc[v] = _mm256_add_ps(acc[v], x);
+    }
+  }
+  const __m256 count = _mm256_set1_ps(static_cast<float>(positions));
+  for (int v = 0; v < kVecs; ++v) _mm256_storeu_ps(mean + v * kLanes, _mm256_div_ps(acc[v], count));
+}
+
+template <int kVecs, typename T>
+float backward_row_cl(const T* grad, const T* out, const T* r, float g, const float* bias,
+                      T* grad_in, T* grad_r, int64_t positions) {
+  const __m256 vg = _mm256_set1_ps(g), zero = _mm256_setzero_ps();
+  __m256 b[kVecs], acc[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    b[v] = bias == nullptr ? zero : _mm256_loadu_ps(bias + v * kLanes);
+    acc[v] = zero;
+  }
+  for (int64_t p = 0; p < positions; ++p) {
+    const int64_t o = p * kVecs * kLanes;
+    for (int v = 0; v < kVecs; ++v) {
+      const int64_t i = o + v * kLanes;
+      __m256 d = _mm256_add_ps(load8(grad + i), b[v]);
+      d = _mm256_and_ps(_mm256_cmp_ps(load8(out + i), zero, _CMP_GT_OQ), d);
+      store8(grad_in + i, d);
+      store8(grad_r + i, _mm256_mul_ps(vg, d));
+      acc[v] = _mm256_fmadd_ps(d, load8(r + i), acc[v]);
+    }
+  }
+  for (int v = 1; v < kVecs; ++v) acc[0] = _mm256_add_ps(acc[0], acc[v]);
+  return sum8(acc[0]);
+}
+#endif
+
+// The register row kernels' width for C channels (channels-last rows), 0 where none applies.
+int row_vecs(int64_t channels, bool channels_last) {
+#ifdef __AVX2__
+  if (channels_last && (channels == 16 || channels == 32 || channels == 64)) return channels / 8;
+#endif
+  return 0;
+}
+
+// forward_row_cl for a row_vecs() width; false (nothing done) for 0.
+template <typename T>
+bool forward_row(int vecs, const T* s, const T* r, float g, T* out, int64_t positions,
+                 float* mean) {
+#ifdef __AVX2__
+  switch (vecs) {
+    case 2: forward_row_cl<2>(s, r, g, out, positions, mean); return true;
+    case 4: forward_row_cl<4>(s, r, g, out, positions, mean); return true;
+    case 8: forward_row_cl<8>(s, r, g, out, positions, mean); return true;
+  }
+#endif
+  return false;
+}
+
+// backward_row_cl for a row_vecs() width, its dot product in *dot; false for 0.
+template <typename T>
+bool backward_row(int vecs, const T* grad, const T* out, const T* r, float g, const float* bias,
+                  T* grad_in, T* grad_r, int64_t positions, float* dot) {
+#ifdef __AVX2__
+  switch (vecs) {
+    case 2: *dot = backward_row_cl<2>(grad, out, r, g, bias, grad_in, grad_r, positions); return true;
+    case 4: *dot = backward_row_cl<4>(grad, out, r, g, bias, grad_in, grad_r, positions); return true;
+    case 8: *dot = backward_row_cl<8>(grad, out, r, g, bias, grad_in, grad_r, positions); return true;
+  }
+#endif
+  return false;
+}
+
 struct Rows {
   int64_t rows, n, channels;
   bool channels_last;
@@ -103,9 +188,12 @@ struct Rows {
 template <typename T>
 void forward_rows(const T* s, const T* r, const float* g, T* out, float* mean, const Rows& d) {
   const int64_t segs = d.segments(), len = d.segment_length(), spatial = d.n / d.channels;
+  const int vecs = mean == nullptr ? 0 : row_vecs(d.channels, d.channels_last);
   at::parallel_for(0, d.rows, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       float* m = mean == nullptr ? nullptr : mean + b * d.channels;
+      const int64_t row = b * d.n;
+      if (forward_row(vecs, s + row, r + row, g[b], out + row, segs, m)) continue;
       if (m != nullptr) std::fill(m, m + d.channels, 0.f);
       for (int64_t k = 0; k < segs; ++k) {
         const int64_t o = b * d.n + k * len;
@@ -126,6 +214,7 @@ template <typename T>
 void backward_rows(const T* grad, const T* out, const T* r, const float* g,
                    const float* grad_mean, T* grad_in, T* grad_r, float* grad_g, const Rows& d) {
   const int64_t segs = d.segments(), len = d.segment_length(), spatial = d.n / d.channels;
+  const int vecs = row_vecs(d.channels, d.channels_last);
   at::parallel_for(0, d.rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> bias(grad_mean == nullptr ? 0 : d.channels);
     for (int64_t b = begin; b < end; ++b) {
@@ -134,7 +223,13 @@ void backward_rows(const T* grad, const T* out, const T* r, const float* g,
         bias[c] = grad_mean[b * d.channels + c] / static_cast<float>(spatial);
       }
       const float* bs = bias.empty() ? nullptr : bias.data();
+      const int64_t row = b * d.n;
       float dot = 0.f;
+      if (backward_row(vecs, grad + row, out + row, r + row, g[b], bs, grad_in + row,
+                       grad_r + row, segs, &dot)) {
+        if (grad_g != nullptr) grad_g[b] = dot;
+        continue;
+      }
       for (int64_t k = 0; k < segs; ++k) {
         const int64_t o = b * d.n + k * len;
         if (d.channels_last) {
