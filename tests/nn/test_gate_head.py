@@ -24,14 +24,16 @@ def _run(gate, x, upstream, compiled, monkeypatch):
 
 @pytest.mark.parametrize("mode", ["hard", "soft", "threshold"])
 @pytest.mark.parametrize("momentum", [0.1, None])  # None: BatchNorm's cumulative average
-def test_compiled_gate_head_matches_the_module_path(mode, momentum, monkeypatch):
+# (12, 5): the first layer's products as loops; (300, 16): wide enough for at::mm.
+@pytest.mark.parametrize("channels, hidden", [(12, 5), (300, 16)])
+def test_compiled_gate_head_matches_the_module_path(mode, momentum, channels, hidden, monkeypatch):
     torch.manual_seed(0)
-    gate = Gate(12, hidden=5, init_rate=0.6).train()
+    gate = Gate(channels, hidden=hidden, init_rate=0.6).train()
     gate.bn.momentum = momentum
     with torch.no_grad():  # spread the scores so soft values and decisions vary
         gate.fc2.weight.normal_(std=1.0)
     gate.train_mode, gate.tau, gate.threshold = mode, 0.7, 0.45
-    x = torch.randn(9, 12, 4, 4)
+    x = torch.randn(9, channels, 4, 4)
     upstream = torch.randn(9)
     results = []
     for compiled in (True, False):

@@ -3,8 +3,8 @@
 // Linear(d, 2), then the factor g (B,) that multiplies the block's residual branch.
 //
 // The PyTorch form of this head is ~20 tiny kernels forward and as many backward, each costing
-// more in dispatch and autograd bookkeeping than in arithmetic (B x d is 128 x 16). The two
-// products with the C-wide weight use ATen's matmul; the rest are plain loops.
+// more in dispatch and autograd bookkeeping than in arithmetic (B x d is 128 x 16). Plain loops
+// throughout; the products with the C-wide weight use ATen's matmul for wide gates only.
 //
 // Modes (aignet.nn.gates): 0 hard (straight-through Gumbel), 1 soft (Gumbel-softmax),
 // 2 threshold (no noise). With z = (s + G) / tau (G = 0 for threshold) and p = softmax(z)[1]:
@@ -18,6 +18,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "kernels.h"
 
@@ -29,6 +31,62 @@ constexpr float kEps = 1e-10f;  // the clamp of aignet.nn.gumbel.gumbel_noise
 inline float gumbel(float u) {
   u = std::min(std::max(u, kEps), 1.0f - kEps);
   return -std::log(-std::log(u));
+}
+
+// The products with the C-wide first weight w1 (d, C). For the CIFAR gates (C * d up to 4096:
+// C 16-64, d 16) at::mm costs ~30 us a call in dispatch and threading, several times its
+// arithmetic, and a training step makes three per gate; there these loops run instead, each
+// innermost loop over independent outputs so the compiler vectorises it without reordering a sum.
+constexpr int64_t kSmallProduct = 4096;
+
+// x (B, C) w1^T: the first layer's output (B, d).
+at::Tensor first_layer(const at::Tensor& x, const at::Tensor& w1) {
+  const int64_t batch = x.size(0), c = x.size(1), d = w1.size(0);
+  if (c * d > kSmallProduct) return at::mm(x, w1.t()).contiguous();
+  std::vector<float> wt(c * d);  // w1^T: row k holds the d weights of input k
+  const float* w = w1.data_ptr<float>();
+  for (int64_t j = 0; j < d; ++j) {
+    for (int64_t k = 0; k < c; ++k) wt[k * d + j] = w[j * c + k];
+  }
+  at::Tensor h = at::zeros({batch, d}, x.options());
+  const float* xp = x.data_ptr<float>();
+  float* hp = h.data_ptr<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    float* __restrict hb = hp + b * d;
+    for (int64_t k = 0; k < c; ++k) {
+      const float v = xp[b * c + k];
+      const float* __restrict wk = wt.data() + k * d;
+      for (int64_t j = 0; j < d; ++j) hb[j] += v * wk[j];
+    }
+  }
+  return h;
+}
+
+// The first layer's backward: (grad_h w1, grad_h^T x), the gradients of x (B, C) and w1 (d, C).
+std::pair<at::Tensor, at::Tensor> first_layer_backward(const at::Tensor& grad_h,
+                                                       const at::Tensor& x, const at::Tensor& w1) {
+  const int64_t batch = x.size(0), c = x.size(1), d = w1.size(0);
+  if (c * d > kSmallProduct) return {at::mm(grad_h, w1), at::mm(grad_h.t(), x)};
+  at::Tensor grad_x = at::zeros_like(x), grad_w = at::zeros_like(w1);
+  const float* gh = grad_h.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
+  const float* w = w1.data_ptr<float>();
+  float* gx = grad_x.data_ptr<float>();
+  float* gw = grad_w.data_ptr<float>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t j = 0; j < d; ++j) {
+      const float v = gh[b * d + j];
+      float* __restrict gxb = gx + b * c;
+      float* __restrict gwj = gw + j * c;
+      const float* __restrict wj = w + j * c;
+      const float* __restrict xb = xp + b * c;
+      for (int64_t k = 0; k < c; ++k) {
+        gxb[k] += v * wj[k];
+        gwj[k] += v * xb[k];
+      }
+    }
+  }
+  return {grad_x, grad_w};
 }
 
 void check_float(const at::Tensor& t, const char* name) {
@@ -59,7 +117,7 @@ std::vector<at::Tensor> gate_head_forward(const at::Tensor& pooled, const at::Te
     TORCH_CHECK(uniform->numel() == 2 * batch, "uniform: expected (B, 2)");
   }
 
-  at::Tensor h = at::mm(pooled, w1.t()).contiguous();  // (B, d)
+  at::Tensor h = first_layer(pooled, w1);  // (B, d)
   at::Tensor normalized = at::empty_like(h), hidden = at::empty_like(h);
   at::Tensor invstd = at::empty({d}, h.options());
   at::Tensor g = at::empty({batch}, h.options()), prob = at::empty({batch}, h.options());
@@ -166,8 +224,8 @@ std::vector<at::Tensor> gate_head_backward(const at::Tensor& grad_g, const at::T
       gh[b * d + j] = scale * (batch * gh[b * d + j] - sum - np_[b * d + j] * dot);
     }
   }
-  return {at::mm(grad_h, w1), at::mm(grad_h.t(), pooled), grad_gamma, grad_beta, grad_w2,
-          grad_b2};
+  auto [grad_pooled, grad_w1] = first_layer_backward(grad_h, pooled, w1);
+  return {grad_pooled, grad_w1, grad_gamma, grad_beta, grad_w2, grad_b2};
 }
 
 }  // namespace aignet
