@@ -25,10 +25,15 @@ def parameter_groups(model: nn.Module, lr: float, gate_lr_factor: float) -> list
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
-    """SGD with momentum and weight decay over :func:`parameter_groups`."""
+    """SGD with momentum and weight decay over :func:`parameter_groups`.
+
+    ``foreach``: one multi-tensor kernel per update instead of a loop over parameters (PyTorch
+    takes it by default on GPUs only); the same arithmetic, about 1 ms less per CIFAR ResNet-56
+    step on the CPU, more for AIG models (five gate parameters per block).
+    """
     return torch.optim.SGD(parameter_groups(model, cfg.lr, cfg.gate_lr_factor), lr=cfg.lr,
                            momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           nesterov=cfg.nesterov and cfg.momentum > 0)
+                           nesterov=cfg.nesterov and cfg.momentum > 0, foreach=True)
 
 
 def lr_factor(epoch: float, cfg: OptimConfig, epochs: int) -> float:
