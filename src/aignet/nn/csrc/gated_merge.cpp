@@ -113,7 +113,9 @@ void forward_row_cl(const T* s, const T* r, float g, T* out, int64_t positions, 
     }
   }
   const __m256 count = _mm256_set1_ps(static_cast<float>(positions));
-  for (int v = 0; v < kVecs; ++v) _mm256_storeu_ps(mean + v * kLanes, _mm256_div_ps(acc[v], count));
+  for (int v = 0; v < kVecs; ++v) {
+    _mm256_storeu_ps(mean + v * kLanes, _mm256_div_ps(acc[v], count));
+  }
 }
 
 template <int kVecs, typename T>
@@ -169,10 +171,12 @@ bool backward_row(int vecs, const T* grad, const T* out, const T* r, float g, co
                   T* grad_in, T* grad_r, int64_t positions, float* dot) {
 #ifdef __AVX2__
   switch (vecs) {
-    case 2: *dot = backward_row_cl<2>(grad, out, r, g, bias, grad_in, grad_r, positions); return true;
-    case 4: *dot = backward_row_cl<4>(grad, out, r, g, bias, grad_in, grad_r, positions); return true;
-    case 8: *dot = backward_row_cl<8>(grad, out, r, g, bias, grad_in, grad_r, positions); return true;
+    case 2: *dot = backward_row_cl<2>(grad, out, r, g, bias, grad_in, grad_r, positions); break;
+    case 4: *dot = backward_row_cl<4>(grad, out, r, g, bias, grad_in, grad_r, positions); break;
+    case 8: *dot = backward_row_cl<8>(grad, out, r, g, bias, grad_in, grad_r, positions); break;
+    default: return false;
   }
+  return true;
 #endif
   return false;
 }
