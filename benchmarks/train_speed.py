@@ -22,6 +22,8 @@ import torch
 import aignet
 from aignet.engine.bench import write_benchmark
 from aignet.nn import kernels
+from aignet.training.config import OptimConfig
+from aignet.training.optim import build_optimizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,8 +32,7 @@ def make_step(name: str, amp: bool, batch: int, seed: int = 0):
     """A closure running one training step of model ``name`` on a fixed batch."""
     torch.manual_seed(seed)
     model = aignet.create_model(name).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
-                          foreach=True)  # as the trainer's build_optimizer
+    opt = build_optimizer(model, OptimConfig(lr=0.01))  # the trainer's SGD
     loss_fn = aignet.AIGLoss(model.target_rates)
     x = torch.randn(batch, 3, 32, 32).to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))

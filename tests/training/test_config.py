@@ -118,10 +118,9 @@ def test_optimizer_steps_as_the_per_parameter_loop():
     model = create_model("aig_resnet20_cifar")
     twin = copy.deepcopy(model)
     cfg = OptimConfig(lr=0.1, gate_lr_factor=5.0, nesterov=True)
-    ours = build_optimizer(model, cfg)
-    loop = torch.optim.SGD(parameter_groups(twin, cfg.lr, cfg.gate_lr_factor), lr=cfg.lr,
-                           momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True,
-                           foreach=False)
+    ours, loop = build_optimizer(model, cfg), build_optimizer(twin, cfg)
+    for group in loop.param_groups:
+        group["foreach"] = False
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     for _ in range(3):
         for m, opt in ((model, ours), (twin, loop)):

@@ -171,12 +171,16 @@ bool backward_row(int vecs, const T* grad, const T* out, const T* r, float g, co
                   T* grad_in, T* grad_r, int64_t positions, float* dot) {
 #ifdef __AVX2__
   switch (vecs) {
-    case 2: *dot = backward_row_cl<2>(grad, out, r, g, bias, grad_in, grad_r, positions); break;
-    case 4: *dot = backward_row_cl<4>(grad, out, r, g, bias, grad_in, grad_r, positions); break;
-    case 8: *dot = backward_row_cl<8>(grad, out, r, g, bias, grad_in, grad_r, positions); break;
-    default: return false;
+    case 2:
+      *dot = backward_row_cl<2>(grad, out, r, g, bias, grad_in, grad_r, positions);
+      return true;
+    case 4:
+      *dot = backward_row_cl<4>(grad, out, r, g, bias, grad_in, grad_r, positions);
+      return true;
+    case 8:
+      *dot = backward_row_cl<8>(grad, out, r, g, bias, grad_in, grad_r, positions);
+      return true;
   }
-  return true;
 #endif
   return false;
 }
