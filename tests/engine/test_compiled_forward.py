@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import aignet
+from aignet.engine.bench import synthetic_models
 from aignet.engine.quantize import to_precision
 from aignet.nn import kernels
 from helpers import warmed_model
@@ -55,6 +56,26 @@ def test_compiled_pass_is_bitwise_the_python_path(name, size, kwargs, channels_l
         partial |= bool(((out.gates == 0).any(0) & (out.gates != 0).any(0)).any())
     if batch > 1 and name.startswith("aig"):
         assert partial, "no block had both open and closed images: the test tests nothing"
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_reused_gate_sums_follow_every_changed_image(channels_last):
+    # The compiled pass keeps each image's channel sums from one gate to the next and reads an
+    # image again only where its map changed. Gates set to open for half of the images (their
+    # margins' median as threshold) make every decision sensitive to a stale sum.
+    gated, _, calib = synthetic_models("aig_resnet32_cifar", rate=0.5)
+    fused = aignet.fuse(gated, channels_last=channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = calib[:24].contiguous(memory_format=fmt)
+    out = _compiled(fused, x)
+    _assert_identical(out, _python(fused, x))
+    partial = (out.gates == 0).any(0) & (out.gates == 1).any(0)
+    assert 0.3 < out.gates.mean() < 0.7 and partial.all()
+    kernels.load().set_merge_fusion(False)  # the A/B switch of benchmarks/packed_conv.py
+    try:
+        _assert_identical(_compiled(fused, x), out)
+    finally:
+        kernels.load().set_merge_fusion(True)
 
 
 @pytest.mark.parametrize("keep_float", [("layer1",), ()])

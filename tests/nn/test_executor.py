@@ -254,6 +254,34 @@ def test_compiled_row_kernels_match_the_reference_ops(dtype, channels_last, iden
 
 
 @pytest.mark.skipif(kernels.load() is None, reason="the C++ kernels did not build")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels,shape", [(8, (7, 7)), (16, (8, 8)), (64, (5, 6)), (24, (3, 5))])
+@pytest.mark.parametrize("all_rows", [False, True])
+def test_merge_sums_are_bitwise_the_gate_pooling(dtype, channels, shape, all_rows):
+    # The compiled pass sums a block's output for the next gate while its merge writes it; the
+    # gate must see the sums its own pooling would form (the same additions in the same order),
+    # for every remainder of the map's area by the four partial sums.
+    k = kernels.load()
+    fmt = torch.channels_last
+    x = (torch.randn(6, channels, *shape) * 100).to(dtype).contiguous(memory_format=fmt)
+    index = None if all_rows else torch.tensor([0, 2, 5])
+    branch = torch.randn(6 if all_rows else 3, channels, *shape).to(dtype)
+    branch = (branch * 100).contiguous(memory_format=fmt)
+    with torch.inference_mode():
+        assert k.sums_mergeable(x) and not k.sums_mergeable(x.contiguous())
+        reference = x.clone()
+        k.scatter_merge_(reference, torch.arange(6) if all_rows else index, x, branch, True)
+        out = x.clone()
+        sums = k.merge_relu_rows_with_sums_(out, index, x, branch)
+        pooled = k.gate_channel_sums(out)
+    assert torch.equal(out, reference)
+    written = list(range(6)) if all_rows else [0, 2, 5]
+    assert torch.equal(sums[written], pooled[written])
+    assert sums[[r for r in range(6) if r not in written]].isnan().all()
+    torch.testing.assert_close(pooled, out.float().sum((2, 3)), rtol=1e-5, atol=1e-2)
+
+
+@pytest.mark.skipif(kernels.load() is None, reason="the C++ kernels did not build")
 @pytest.mark.parametrize("shortcut", ["A", "B"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_sparse_model_with_kernels_equals_the_reference_ops(shortcut, channels_last,

@@ -20,8 +20,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "whether scatter_merge_ takes (out, shortcut, branch)");
   m.def("scatter_merge_", &aignet::scatter_merge_,
         "out[index[i]] = relu(shortcut[index[i]] + branch[i]) in place (ReLU optional)");
+  m.def("gate_channel_sums", &aignet::gate_channel_sums,
+        "each image's channel sums as the inference gate pools them, (B, C) float32");
+  m.def("sums_mergeable", &aignet::sums_mergeable,
+        "whether merge_relu_rows_with_sums_ takes this map");
+  m.def("merge_relu_rows_with_sums_", &aignet::merge_relu_rows_with_sums_,
+        "scatter_merge_ with ReLU that also returns the written rows' gate channel sums");
   m.def("set_packed_convolutions", &aignet::set_packed_convolutions,
         "let the compiled pass run oneDNN on prepacked weights (default) or always at::conv2d");
+  m.def("set_merge_fusion", &aignet::set_merge_fusion,
+        "let the compiled pass fuse its merges with the next gate's pooling (default) or not");
   pybind11::class_<aignet::ResNetForward>(m, "ResNetForward",
                                           "the inference forward pass of a fused ResNet")
       .def(pybind11::init<std::vector<at::Tensor>, std::vector<int64_t>>())

@@ -66,14 +66,18 @@ void channel_sums(const T* x, int64_t channels, int64_t area, bool channels_last
 template <typename T>
 void decide(const T* x, int64_t batch, int64_t channels, int64_t area, bool channels_last,
             const float* weight_t, const float* bias, const float* vector, int64_t hidden,
-            float threshold, float* out) {
+            float threshold, float* out, GateSums* reuse) {
   // Small work stays on the calling thread: a thread hand-off costs more than one image.
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, channels * area));
   at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> sums(channels), h(hidden);
+    std::vector<float> local(reuse ? 0 : channels), h(hidden);
     const float scale = 1.f / static_cast<float>(area);
     for (int64_t b = begin; b < end; ++b) {
-      channel_sums(x + b * channels * area, channels, area, channels_last, sums.data());
+      float* sums = reuse ? reuse->sums.data() + b * channels : local.data();
+      if (!reuse || !reuse->valid[b]) {
+        channel_sums(x + b * channels * area, channels, area, channels_last, sums);
+        if (reuse) reuse->valid[b] = 1;
+      }
       for (int64_t j = 0; j < hidden; ++j) h[j] = 0.f;
       for (int64_t c = 0; c < channels; ++c) {
         const float m = sums[c] * scale;
@@ -92,8 +96,56 @@ void decide(const T* x, int64_t batch, int64_t channels, int64_t area, bool chan
 
 }  // namespace
 
-at::Tensor gate_decide(const at::Tensor& input, const at::Tensor& weight_t,
-                       const at::Tensor& bias, const at::Tensor& vector, double threshold) {
+at::Tensor gate_channel_sums(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.device().is_cpu() &&
+                  (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
+                  (x.is_contiguous() || is_channels_last(x)),
+              "gate_channel_sums: expected a contiguous or channels_last float32/bf16 CPU map");
+  const int64_t batch = x.size(0), channels = x.size(1), area = x.size(2) * x.size(3);
+  at::Tensor sums = at::empty({batch, channels}, x.options().dtype(at::kFloat));
+  for (int64_t b = 0; b < batch; ++b) {
+    float* out = ptr<float>(sums) + b * channels;
+    if (x.scalar_type() == at::kFloat) {
+      channel_sums(ptr<float>(x) + b * channels * area, channels, area, is_channels_last(x), out);
+    } else {
+      channel_sums(ptr<uint16_t>(x) + b * channels * area, channels, area, is_channels_last(x),
+                   out);
+    }
+  }
+  return sums;
+}
+
+float* GateSums::prepare(int64_t batch, int64_t num_channels) {
+  if (channels != num_channels || static_cast<int64_t>(valid.size()) != batch) {
+    channels = num_channels;
+    sums.assign(batch * num_channels, 0.f);
+    valid.assign(batch, 0);
+  }
+  return sums.data();
+}
+
+void GateSums::invalidate() { std::fill(valid.begin(), valid.end(), 0); }
+
+void GateSums::invalidate_rows(const int64_t* index, int64_t count) {
+  // Nothing to forget before the first gate (or where a gate did not keep its sums).
+  const int64_t rows = static_cast<int64_t>(valid.size());
+  for (int64_t i = 0; i < count; ++i)
+    if (index[i] < rows) valid[index[i]] = 0;
+}
+
+void GateSums::validate_rows(const int64_t* index, int64_t count) {
+  if (!index) return std::fill(valid.begin(), valid.end(), 1);
+  for (int64_t i = 0; i < count; ++i) valid[index[i]] = 1;
+}
+
+at::Tensor gate_decide(const at::Tensor& x, const at::Tensor& weight_t, const at::Tensor& bias,
+                       const at::Tensor& vector, double threshold) {
+  return gate_decide_reusing(x, weight_t, bias, vector, threshold, nullptr);
+}
+
+at::Tensor gate_decide_reusing(const at::Tensor& input, const at::Tensor& weight_t,
+                               const at::Tensor& bias, const at::Tensor& vector, double threshold,
+                               GateSums* reuse) {
   TORCH_CHECK(input.dim() == 4 && input.device().is_cpu(), "x: expected a (B, C, H, W) CPU tensor");
   // Maps in neither layout (slices, transposes) are copied to NCHW first.
   const bool channels_last = is_channels_last(input);
@@ -106,6 +158,7 @@ at::Tensor gate_decide(const at::Tensor& input, const at::Tensor& weight_t,
                   weight_t.size(0) == channels && bias.numel() == hidden &&
                   vector.numel() == hidden && bias.is_contiguous() && vector.is_contiguous(),
               "gate weights: expected contiguous float32 (C, d), (d,) and (d,)");
+  if (reuse) reuse->prepare(batch, channels);
   at::Tensor out = at::empty({batch}, x.options().dtype(at::kFloat));
   const float* w = weight_t.data_ptr<float>();
   const float* bp = bias.data_ptr<float>();
@@ -113,10 +166,10 @@ at::Tensor gate_decide(const at::Tensor& input, const at::Tensor& weight_t,
   const float thr = static_cast<float>(threshold);
   if (x.scalar_type() == at::kFloat) {
     decide(ptr<float>(x), batch, channels, area, channels_last, w, bp, vp, hidden, thr,
-           ptr<float>(out));
+           ptr<float>(out), reuse);
   } else {
     decide(ptr<uint16_t>(x), batch, channels, area, channels_last, w, bp, vp, hidden, thr,
-           ptr<float>(out));
+           ptr<float>(out), reuse);
   }
   return out;
 }

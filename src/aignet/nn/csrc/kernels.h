@@ -38,6 +38,28 @@ std::vector<at::Tensor> gate_head_backward(const at::Tensor& grad_g, const at::T
 // gate_decide.cpp
 at::Tensor gate_decide(const at::Tensor& x, const at::Tensor& weight_t, const at::Tensor& bias,
                        const at::Tensor& vector, double threshold);
+// The channel sums of each image's map, kept from one gate to the next within a forward pass: a
+// block that leaves an image's map as it was (a closed gate on an identity shortcut) leaves its
+// sums valid, so the next gate need not read that image again. Channel count and batch size
+// are those of the last gate; a change of either makes every row invalid.
+struct GateSums {
+  std::vector<float> sums;  // (batch, channels)
+  std::vector<uint8_t> valid;  // per image: sums holds the sums of its current map
+  int64_t channels = 0;
+  // The (batch, channels) sums, every row made invalid where the shape changed.
+  float* prepare(int64_t batch, int64_t channels);
+  void invalidate();
+  void invalidate_rows(const int64_t* index, int64_t count);
+  void validate_rows(const int64_t* index, int64_t count);  // index null: every row
+};
+// Each image's channel sums as gate_decide pools them, (B, C) float32 (for the tests).
+at::Tensor gate_channel_sums(const at::Tensor& x);
+// gate_decide that takes an image's sums from `reuse` where they are valid and stores the
+// others there; the same decisions, bitwise, as long as the caller invalidates every image whose
+// map changed. nullptr: gate_decide.
+at::Tensor gate_decide_reusing(const at::Tensor& x, const at::Tensor& weight_t,
+                               const at::Tensor& bias, const at::Tensor& vector, double threshold,
+                               GateSums* reuse);
 
 // sparse_rows.cpp
 // t[index] along the batch dimension, in t's layout (contiguous or channels_last).
@@ -49,6 +71,18 @@ bool mergeable_rows(const at::Tensor& out, const at::Tensor& shortcut, const at:
 // shortcut may be the same map.
 at::Tensor scatter_merge_(at::Tensor out, const at::Tensor& index, const at::Tensor& shortcut,
                           const at::Tensor& branch, bool relu);
+// Whether merge_relu_rows_ can give channel sums for this map: channels_last, channels a
+// multiple of 8 (the gate's vector pooling), AVX2.
+bool sums_mergeable(const at::Tensor& out);
+// out[r] = relu(shortcut[r] + branch[i]) for r = index[i], i < count (index null: every row of
+// out, branch a map of out's size), in place, as scatter_merge_; with `sums` (sums_mergeable
+// maps), each written row r's channel sums to sums + r * C as gate_decide pools them, bitwise.
+void merge_relu_rows_(const at::Tensor& out, const int64_t* index, int64_t count,
+                      const at::Tensor& shortcut, const at::Tensor& branch, float* sums);
+// merge_relu_rows_ with sums, from Python (for the tests): the (B, C) sums, NaN in rows not
+// written; index None: every row.
+at::Tensor merge_relu_rows_with_sums_(const at::Tensor& out, const c10::optional<at::Tensor>& index,
+                                      const at::Tensor& shortcut, const at::Tensor& branch);
 
 // packed_conv.cpp
 // A fused convolution (weight, bias, square stride/padding/dilation) of the compiled pass; its
@@ -98,6 +132,11 @@ struct QuantizedBranch {
 // The inference forward pass of a fused ResNet, built once from its tensors and a description
 // (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when
 // the input or a tensor of the model is no longer on the CPU in the dtype the plan was built with.
+// Whether the compiled pass fuses its merges (default on): a dense block's add and ReLU in one
+// pass, and each merge summing its output for the next gate, which then reads only the images
+// whose map changed. Off, it runs ATen's add and ReLU and every gate pools its whole input (for
+// A/B timing); the results are the same either way.
+void set_merge_fusion(bool enabled);
 class ResNetForward {
  public:
   ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_t> spec);
@@ -119,11 +158,15 @@ class ResNetForward {
 
   static at::Tensor residual(const Block& b, const at::Tensor& x);
   static at::Tensor shortcut(const Block& b, const at::Tensor& x);
-  static at::Tensor dense(const Block& b, const at::Tensor& x);
+  // Every image through the block; `feed`: also its output's gate sums for the next block.
+  static at::Tensor dense(const Block& b, const at::Tensor& x, bool feed, GateSums& sums);
   static at::Tensor skipped(const Block& b, const at::Tensor& x);
   // Runs one block and writes its factor per image to gates[i * stride].
+  // Runs one block and writes its factor per image to gates[i * stride]; `sums` carries the
+  // gates' channel sums from block to block, and `feed` (the next block asks its gate on this
+  // block's output) lets the merge that writes an image's output sum it as it goes.
   static at::Tensor block(const Block& b, const at::Tensor& x, double threshold,
-                          float* gates, int64_t stride);
+                          float* gates, int64_t stride, bool feed, GateSums& sums);
   bool runnable(const at::Tensor& x) const;
 
   std::vector<at::Tensor> tensors_;

@@ -15,6 +15,7 @@
 #include <ATen/ops/max_pool2d.h>
 #include <ATen/ops/pad.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -26,6 +27,8 @@
 
 namespace aignet {
 namespace {
+
+std::atomic<bool> fusing{true};
 
 // t[index] along the batch dimension: row copies for contiguous and channels_last maps (as
 // aignet.nn.executor.select_rows).
@@ -161,8 +164,15 @@ at::Tensor ResNetForward::shortcut(const Block& b, const at::Tensor& x) {
   }
 }
 
-at::Tensor ResNetForward::dense(const Block& b, const at::Tensor& x) {
-  return residual(b, x).add_(shortcut(b, x)).relu_();
+at::Tensor ResNetForward::dense(const Block& b, const at::Tensor& x, bool feed, GateSums& sums) {
+  // relu(branch + shortcut) in one pass over the branch's output (ATen: an add, then a ReLU).
+  at::Tensor out = residual(b, x);
+  const at::Tensor base = shortcut(b, x);
+  if (!fusing || !mergeable_rows(out, base, out)) return out.add_(base).relu_();
+  float* fed = feed && sums_mergeable(out) ? sums.prepare(out.size(0), out.size(1)) : nullptr;
+  merge_relu_rows_(out, nullptr, 0, base, out, fed);
+  if (fed) sums.validate_rows(nullptr, 0);
+  return out;
 }
 
 at::Tensor ResNetForward::skipped(const Block& b, const at::Tensor& x) {
@@ -173,34 +183,52 @@ at::Tensor ResNetForward::skipped(const Block& b, const at::Tensor& x) {
 }
 
 at::Tensor ResNetForward::block(const Block& b, const at::Tensor& input, double threshold,
-                                float* gates, int64_t stride) {
+                                float* gates, int64_t stride, bool feed, GateSums& sums) {
   // Where the precision changes between blocks (aignet.engine.quantize.to_bfloat16), the
   // block casts its input, as the Python path's forward pre-hook does.
+  if (b.cast) sums.invalidate();
   const at::Tensor x = b.cast ? input.to(*b.cast) : input;
   const int64_t batch = x.size(0);
+  // Every outcome but a closed gate on an identity shortcut writes a new map for every image.
   if (!b.gated || std::isnan(threshold)) {  // NaN: the gate is not asked ("all" mode)
     for (int64_t i = 0; i < batch; ++i) gates[i * stride] = 1.f;
-    return dense(b, x);
+    sums.invalidate();
+    return dense(b, x, feed, sums);
   }
-  at::Tensor g = gate_decide(x, b.gate_weight_t, b.gate_bias, b.gate_vector, threshold);
+  at::Tensor g = gate_decide_reusing(x, b.gate_weight_t, b.gate_bias, b.gate_vector, threshold,
+                                     fusing ? &sums : nullptr);
   const float* open = g.data_ptr<float>();
   for (int64_t i = 0; i < batch; ++i) gates[i * stride] = open[i];
   int64_t num_open = 0;
   for (int64_t i = 0; i < batch; ++i) num_open += open[i] != 0.f;
-  if (num_open == 0) return skipped(b, x);
-  if (num_open == batch) return dense(b, x);
+  if (num_open == 0) {
+    if (b.shortcut != Shortcut::kIdentity) sums.invalidate();
+    return skipped(b, x);
+  }
+  if (num_open == batch || b.shortcut != Shortcut::kIdentity) sums.invalidate();
+  if (num_open == batch) return dense(b, x, feed, sums);
   at::Tensor index = at::empty({num_open}, x.options().dtype(at::kLong));
   int64_t* idx = index.data_ptr<int64_t>();
   for (int64_t i = 0, k = 0; i < batch; ++i)
     if (open[i] != 0.f) idx[k++] = i;
+  // An identity shortcut's block writes its open rows into x in place; the others keep theirs.
+  sums.invalidate_rows(idx, num_open);
   at::Tensor rows = select_rows(x, index);
   at::Tensor branch = residual(b, rows);
   const at::Tensor base = b.shortcut == Shortcut::kIdentity ? x : shortcut(b, x);
   at::Tensor out = b.shortcut == Shortcut::kProjection ? base.relu() : base;
-  if (mergeable_rows(out, base, branch)) return scatter_merge_(out, index, base, branch, true);
+  if (mergeable_rows(out, base, branch)) {
+    const bool fed = feed && b.shortcut == Shortcut::kIdentity && sums_mergeable(out);
+    merge_relu_rows_(out, idx, num_open, base, branch,
+                     fed ? sums.prepare(batch, out.size(1)) : nullptr);
+    if (fed) sums.validate_rows(idx, num_open);
+    return out;
+  }
   at::Tensor merged = b.shortcut == Shortcut::kIdentity ? rows : select_rows(base, index);
   return write_rows(out, index, merged.add_(branch).relu_());
 }
+
+void set_merge_fusion(bool enabled) { fusing = enabled; }
 
 bool ResNetForward::runnable(const at::Tensor& x) const {
   // The model's tensors are held by reference: a conversion of the model (.to(), .double())
@@ -224,8 +252,13 @@ std::vector<at::Tensor> ResNetForward::forward(const at::Tensor& input,
   const int64_t num_blocks = static_cast<int64_t>(blocks_.size());
   at::Tensor gates = at::empty({x.size(0), num_blocks}, x.options().dtype(at::kFloat));
   float* column = gates.data_ptr<float>();
-  for (int64_t l = 0; l < num_blocks; ++l)
-    x = block(blocks_[l], x, thresholds[l], column + l, num_blocks);
+  GateSums sums;  // per call: the plan may run in several threads at once
+  for (int64_t l = 0; l < num_blocks; ++l) {
+    const Block* next = l + 1 < num_blocks ? &blocks_[l + 1] : nullptr;
+    const bool feed =
+        fusing && next && next->gated && !next->cast && !std::isnan(thresholds[l + 1]);
+    x = block(blocks_[l], x, thresholds[l], column + l, num_blocks, feed, sums);
+  }
   at::Tensor pooled = at::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   if (head_cast_) pooled = pooled.to(*head_cast_);
   at::Tensor logits = at::linear(pooled, fc_weight_, fc_bias_);
