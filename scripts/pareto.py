@@ -144,9 +144,11 @@ def figure(points: list[dict], path: Path) -> None:
         if len(controls) > 1:
             ax.plot([p[key] * scale for p in controls],
                     [100 * p["top1_error"] for p in controls], "k:")
-        # Frame the region around the dense curve: a collapsed threshold would squash it.
-        top = 100 * max(p["top1_error"] for p in dense) + 3
-        shown = [p for p in points if 100 * p["top1_error"] <= top]
+        # Frame the region around the dense curve and the points within 5 points of it: a
+        # collapsed threshold would squash it.
+        ceiling = 100 * max(p["top1_error"] for p in dense) + 5
+        shown = [p for p in points if 100 * p["top1_error"] <= ceiling]
+        top = 100 * max(p["top1_error"] for p in shown) + 0.5
         low = min(p[key] for p in shown) * scale
         high = max(p[key] for p in shown) * scale
         ax.set_xlim(low - 0.05 * (high - low), high + 0.1 * (high - low))
