@@ -129,14 +129,14 @@ struct QuantizedBranch {
 };
 
 // resnet_forward.cpp
-// The inference forward pass of a fused ResNet, built once from its tensors and a description
-// (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when
-// the input or a tensor of the model is no longer on the CPU in the dtype the plan was built with.
 // Whether the compiled pass fuses its merges (default on): a dense block's add and ReLU in one
 // pass, and each merge summing its output for the next gate, which then reads only the images
 // whose map changed. Off, it runs ATen's add and ReLU and every gate pools its whole input (for
 // A/B timing); the results are the same either way.
 void set_merge_fusion(bool enabled);
+// The inference forward pass of a fused ResNet, built once from its tensors and a description
+// (aignet.engine.compiled_forward writes both); forward returns {logits, gates}, or nothing when
+// the input or a tensor of the model is no longer on the CPU in the dtype the plan was built with.
 class ResNetForward {
  public:
   ResNetForward(std::vector<at::Tensor> tensors, std::vector<int64_t> spec);
@@ -161,7 +161,6 @@ class ResNetForward {
   // Every image through the block; `feed`: also its output's gate sums for the next block.
   static at::Tensor dense(const Block& b, const at::Tensor& x, bool feed, GateSums& sums);
   static at::Tensor skipped(const Block& b, const at::Tensor& x);
-  // Runs one block and writes its factor per image to gates[i * stride].
   // Runs one block and writes its factor per image to gates[i * stride]; `sums` carries the
   // gates' channel sums from block to block, and `feed` (the next block asks its gate on this
   // block's output) lets the merge that writes an image's output sum it as it goes.

@@ -179,10 +179,11 @@ bool sums_mergeable(const at::Tensor& out) {
 
 void merge_relu_rows_(const at::Tensor& out, const int64_t* index, int64_t count,
                       const at::Tensor& shortcut, const at::Tensor& branch, float* sums) {
-  TORCH_CHECK(mergeable_rows(out, shortcut, branch) && branch.size(0) == (index ? count : out.size(0)),
+  const int64_t rows = index ? count : out.size(0);
+  TORCH_CHECK(mergeable_rows(out, shortcut, branch) && branch.size(0) == rows,
               "merge_relu_rows_: maps that scatter_merge_ would not take");
   TORCH_CHECK(!sums || sums_mergeable(out), "merge_relu_rows_: sums need sums_mergeable maps");
-  merge_dispatch(out, index, index ? count : out.size(0), shortcut, branch, true, sums);
+  merge_dispatch(out, index, rows, shortcut, branch, true, sums);
 }
 
 at::Tensor merge_relu_rows_with_sums_(const at::Tensor& out, const c10::optional<at::Tensor>& index,
